@@ -29,7 +29,7 @@ fi
 if [ "${VIDEOLLM_EXTRAS}" = "${VIDEOLLM_EXTRAS/gpu/}" ]; then
   "${PIP[@]}" uninstall -y -q torchaudio torchcodec 2>/dev/null || true
 fi
-.venv/bin/python -m videollm._compat install
+.venv/bin/python -c "from videollm._compat import write_pth; print('torchvision shim:', write_pth())"
 .venv/bin/python - <<'PY'
 import transformers, vllm, deepspeed, peft, decord, av  # noqa: F401
 from transformers import LlamaConfig  # noqa: F401

@@ -12,13 +12,12 @@ Import then succeeds; the pure-PyTorch parts (transforms, functional) work; call
 ops raises a clear error. On a machine whose torchvision loads (GPU installs) the hook does nothing.
 
 The hook runs in every interpreter of the environment through a `.pth` file that `make install`
-writes (`python -m videollm._compat install`), so vLLM's worker processes get it too, and in-process
+writes (`write_pth()`), so vLLM's worker processes get it too, and in-process
 whenever `videollm` is imported first.
 """
 
 from __future__ import annotations
 
-import sys
 import sysconfig
 from pathlib import Path
 
@@ -31,8 +30,6 @@ import importlib.abc, importlib.machinery, os, sys
 
 class TorchvisionOpsShim(importlib.abc.MetaPathFinder):
     """Defines torchvision's op schemas when its compiled ops cannot load (CUDA wheel, CPU torch)."""
-
-    defined = None
 
     def find_spec(self, name, path=None, target=None):
         if name != "torchvision":
@@ -50,7 +47,8 @@ class TorchvisionOpsShim(importlib.abc.MetaPathFinder):
             lib = torch.library.Library("torchvision", "DEF")
             lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
             lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            type(self).defined = lib  # keep the Library alive for the process lifetime
+            # A Library's definitions die with it: keep it alive on torch itself (this finder is dropped).
+            torch.library._videollm_torchvision_schemas = lib
         return None
 
 if "torchvision" not in sys.modules and not any(
@@ -78,10 +76,3 @@ def write_pth(site_packages: Path | None = None) -> Path:
 
 install_torchvision_hook()
 
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["install"]:
-        print(f"wrote {write_pth()}")
-    else:
-        print("usage: python -m videollm._compat install", file=sys.stderr)
-        sys.exit(2)
