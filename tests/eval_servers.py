@@ -133,7 +133,13 @@ def video_model_app(behaviour: ModelBehaviour) -> FastAPI:
                     behaviour.frames_seen.append(_decode_frames(part["video_url"]["url"]))
                 except Exception as e:
                     return JSONResponse(
-                        {"error": {"message": f"cannot decode video: {e}", "type": "BadRequestError", "code": 400}},
+                        {
+                            "error": {
+                                "message": f"cannot decode video: {e}",
+                                "type": "BadRequestError",
+                                "code": 400,
+                            }
+                        },
                         status_code=400,
                     )
         if behaviour.delay_s:

@@ -81,9 +81,16 @@ def test_parse_tolerant_replies(reply, expected):
 
 @pytest.mark.parametrize(
     "reply",
-    ["", "   ", "I cannot evaluate this.", "{'pred': 'maybe', 'score': 3}", "{'pred': 'yes'}", "{'score': 5}",
-     "{'pred': 'yes', 'score': 'high'}"],
-)  # fmt: skip
+    [
+        "",
+        "   ",
+        "I cannot evaluate this.",
+        "{'pred': 'maybe', 'score': 3}",
+        "{'pred': 'yes'}",
+        "{'score': 5}",
+        "{'pred': 'yes', 'score': 'high'}",
+    ],
+)
 def test_parse_failures_are_none(reply):
     assert parse_verdict(reply) is None
 
@@ -97,7 +104,9 @@ def test_aggregate_counts_failures_apart_and_never_as_no():
         None,  # not judged (no prediction)
     ]
     out = aggregate(j)
-    assert out["judge_yes"] == 2 and out["judge_no"] == 1 and out["judge_failures"] == 1 and out["judged"] == 3
+    assert (
+        out["judge_yes"] == 2 and out["judge_no"] == 1 and out["judge_failures"] == 1 and out["judged"] == 3
+    )
     assert out["judge_accuracy"] == pytest.approx(100 * 2 / 3)  # yes / (yes + no): Video-ChatGPT
     assert out["judge_score"] == pytest.approx((5 + 1 + 3) / 3)  # failures not scored 0
     assert aggregate([])["judge_accuracy"] is None
@@ -111,7 +120,9 @@ def test_base_url_forms():
 def test_judge_against_local_server_retries_caches_and_counts_failures(tmp_path):
     behaviour = JudgeBehaviour(fail_first=2, garbage_for=("GARBAGE",))
     with serve(judge_app(behaviour)) as url:
-        judge = Judge(url, "judge-test-1", cache=tmp_path / "judge.jsonl", retries=4, backoff_s=0.01, concurrency=3)
+        judge = Judge(
+            url, "judge-test-1", cache=tmp_path / "judge.jsonl", retries=4, backoff_s=0.01, concurrency=3
+        )
         triples = [
             ("what color is the ball?", "red", "red"),
             ("what color is the ball?", "red", "blue"),

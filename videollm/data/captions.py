@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from videollm.data.questions import FAST, NO_MOTION, Track, direction, tracks
+from videollm.data.questions import FAST, NO_MOTION, STILL, Track, direction, tracks
 from videollm.data.world import FrameState
 
 NUM_VARIANTS = 6  # the reference (variant 0) and five paraphrases
@@ -72,7 +72,8 @@ def _subject(t: Track, k: int) -> str:
 
 
 def _motion(t: Track, k: int) -> str:
-    d = direction(t)
+    # Any visible motion is described, even one too short to ask a direction question about.
+    d = direction(t, min_distance=STILL)
     if d in (None, NO_MOTION):
         return _STILL[k]
     adverb = (_FAST if t.speed >= FAST else _SLOW)[k]

@@ -125,13 +125,14 @@ def tracks(states: Sequence[FrameState]) -> dict[int, Track]:
     return out
 
 
-def direction(track: Track) -> str | None:
-    """'left'/'right'/'up'/'down', NO_MOTION, or None when the motion is too small to call."""
+def direction(track: Track, min_distance: float = MOVING) -> str | None:
+    """'left'/'right'/'up'/'down', NO_MOTION, or None when the motion is too small (below
+    `min_distance`) or too diagonal to call."""
     dx, dy = track.displacement
     dist = float(np.hypot(dx, dy))
     if dist < STILL:
         return NO_MOTION
-    if dist < MOVING or min(abs(dx), abs(dy)) > 0.5 * max(abs(dx), abs(dy)):
+    if dist < min_distance or min(abs(dx), abs(dy)) > 0.5 * max(abs(dx), abs(dy)):
         return None
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"

@@ -230,8 +230,7 @@ def make_scene(
     colors = [str(c) for c in rng.permutation(list(PALETTE))]
     spare = colors[n:]  # colours no object starts with: the only ones a colour change may pick
     events: list[str | None] = [None] * n
-    order = [int(i) for i in rng.permutation(n)]
-    slots = iter(order)
+    slots = iter(rng.permutation(n).tolist())
     if n >= 2:
         # Appear/disappear never touch every object: one always stays, so no frame is empty.
         if rng.random() < p_appear:

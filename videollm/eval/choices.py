@@ -41,7 +41,29 @@ class Choice:
 
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
-_PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+_PUNCT = [
+    ";",
+    r"/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+]
 _OPTION = re.compile(r"^([A-E])\.\s*(.+)$", re.IGNORECASE)
 _LETTER = re.compile(r"\b([A-E])\b", re.IGNORECASE)
 
@@ -74,14 +96,45 @@ def mvbench_process(answer: str) -> str:
 # --- videomme (shared mcq_extract) ---------------------------------------------------------------
 
 _ANSWER_PHRASES = [
-    "the answer is", "answer is", "the correct answer is", "correct answer is", "the best answer is",
-    "best answer is", "the correct option is", "correct option is", "the best option is", "best option is",
-    "the choice is", "choice is", "the correct choice is", "correct choice is", "i choose", "i select",
-    "i pick", "my answer is", "my choice is",
-    "옵션", "정답은", "답은", "답:", "答案是", "答案为", "选", "答えは",
-]  # fmt: skip
-_FORMAT_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period": 5, "colon": 4,
-                    "right_paren": 3, "space": 2, "fallback": 0}  # fmt: skip
+    "the answer is",
+    "answer is",
+    "the correct answer is",
+    "correct answer is",
+    "the best answer is",
+    "best answer is",
+    "the correct option is",
+    "correct option is",
+    "the best option is",
+    "best option is",
+    "the choice is",
+    "choice is",
+    "the correct choice is",
+    "correct choice is",
+    "i choose",
+    "i select",
+    "i pick",
+    "my answer is",
+    "my choice is",
+    "옵션",
+    "정답은",
+    "답은",
+    "답:",
+    "答案是",
+    "答案为",
+    "选",
+    "答えは",
+]
+_FORMAT_PRIORITY = {
+    "start": 10,
+    "end": 9,
+    "phrase": 7,
+    "parentheses": 6,
+    "period": 5,
+    "colon": 4,
+    "right_paren": 3,
+    "space": 2,
+    "fallback": 0,
+}
 
 
 def extract_mcq_answer(response: str, choices: Sequence[str] | None = None) -> str:
@@ -94,8 +147,13 @@ def extract_mcq_answer(response: str, choices: Sequence[str] | None = None) -> s
         text = text.strip(char)
     text = " " + text + " "
     candidates: list[tuple[str, int, str]] = []
-    for fmt, pattern in (("parentheses", "({})"), ("period", "{}."), ("colon", "{}:"),
-                         ("right_paren", "{})"), ("space", "{} ")):  # fmt: skip
+    for fmt, pattern in (
+        ("parentheses", "({})"),
+        ("period", "{}."),
+        ("colon", "{}:"),
+        ("right_paren", "{})"),
+        ("space", "{} "),
+    ):
         for ch in all_choices:
             if pattern.format(ch) in text:
                 candidates.append((ch, text.rfind(pattern.format(ch)), fmt))

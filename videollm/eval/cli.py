@@ -1,10 +1,10 @@
 """`videollm eval`: run benchmarks on a model or endpoint, re-score predictions, list tasks.
 
-    videollm eval --tasks T[,T...] [--model PATH | --endpoint URL[,URL...] --served-model NAME]
-                  [--data-root DIR] [--limit N] [--frames N | --fps F] [--concurrency K]
-                  [--judge-endpoint URL --judge-model NAME] [--output DIR] [--resume]
-    videollm eval --list
-    videollm eval score --task T --annotations PATH --predictions FILE [--judge-endpoint URL ...]
+videollm eval --tasks T[,T...] [--model PATH | --endpoint URL[,URL...] --served-model NAME]
+              [--data-root DIR] [--limit N] [--frames N | --fps F] [--concurrency K]
+              [--judge-endpoint URL --judge-model NAME] [--output DIR] [--resume]
+videollm eval --list
+videollm eval score --task T --annotations PATH --predictions FILE [--judge-endpoint URL ...]
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from videollm.eval.tasks import TaskError, all_specs, all_suites, resolve_tasks
 
 def _add_judge_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("judge (open-ended QA; Video-ChatGPT's GPT-assisted protocol)")
-    g.add_argument("--judge-endpoint", help="OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8001/v1")
-    g.add_argument("--judge-model", help="judge model name as the endpoint serves it (recorded in the results)")
+    g.add_argument(
+        "--judge-endpoint", help="OpenAI-compatible base URL of the judge, e.g. http://127.0.0.1:8001/v1"
+    )
+    g.add_argument(
+        "--judge-model", help="judge model name as the endpoint serves it (recorded in the results)"
+    )
     g.add_argument("--judge-api-key", default=None, help="API key for the judge (default: $OPENAI_API_KEY)")
     g.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
-    g.add_argument("--judge-retries", type=int, default=5, help="tries per judge request before it counts as a failure")
+    g.add_argument(
+        "--judge-retries", type=int, default=5, help="tries per judge request before it counts as a failure"
+    )
 
 
 def _judge(args: argparse.Namespace, output: Path):
@@ -33,7 +39,9 @@ def _judge(args: argparse.Namespace, output: Path):
             raise TaskError("--judge-model needs --judge-endpoint (the server that serves it)")
         return None
     if not args.judge_model:
-        raise TaskError("--judge-endpoint needs --judge-model NAME (the judge model, recorded with the results)")
+        raise TaskError(
+            "--judge-endpoint needs --judge-model NAME (the judge model, recorded with the results)"
+        )
     from videollm.eval.judge import Judge
 
     return Judge(
@@ -55,25 +63,47 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the tasks and suites, then exit")
     p.add_argument("--tasks", help="comma-separated task or suite names, or task YAML paths")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help="checkpoint folder or hub id, evaluated in-process (transformers engine)")
+    src.add_argument(
+        "--model", help="checkpoint folder or hub id, evaluated in-process (transformers engine)"
+    )
     src.add_argument("--endpoint", help="OpenAI-compatible base URL(s), comma-separated: used round-robin")
     p.add_argument("--served-model", help="model name on the endpoint (required with --endpoint)")
     p.add_argument("--api-key", default=None, help="API key for --endpoint (default: $OPENAI_API_KEY)")
-    p.add_argument("--video-transport", choices=("file", "data"), default="file",
-                   help="send videos to the endpoint as file:// URLs (same machine) or inline data: URLs")  # fmt: skip
-    p.add_argument("--data-root", help="folder holding the benchmarks' files as released (see each task YAML)")
-    p.add_argument("--annotations", action="append", default=[], metavar="TASK=PATH",
-                   help="use this annotation file for TASK instead of looking under --data-root")  # fmt: skip
+    p.add_argument(
+        "--video-transport",
+        choices=("file", "data"),
+        default="file",
+        help="send videos to the endpoint as file:// URLs (same machine) or inline data: URLs",
+    )
+    p.add_argument(
+        "--data-root", help="folder holding the benchmarks' files as released (see each task YAML)"
+    )
+    p.add_argument(
+        "--annotations",
+        action="append",
+        default=[],
+        metavar="TASK=PATH",
+        help="use this annotation file for TASK instead of looking under --data-root",
+    )
     p.add_argument("--limit", type=int, help="only the first N items of each task")
     fr = p.add_mutually_exclusive_group()
     fr.add_argument("--frames", type=int, default=None, help="frames sampled uniformly per video (default 8)")
     fr.add_argument("--fps", type=float, help="frames per second to sample instead (see --max-frames)")
     p.add_argument("--max-frames", type=int, help="cap for --fps sampling")
-    p.add_argument("--sampler-mode", choices=("exact", "keyframe"), default="exact", help="frame sampling mode")
-    p.add_argument("--backend", choices=("decord", "pyav"), default="decord", help="video decoder (in-process)")
+    p.add_argument(
+        "--sampler-mode", choices=("exact", "keyframe"), default="exact", help="frame sampling mode"
+    )
+    p.add_argument(
+        "--backend", choices=("decord", "pyav"), default="decord", help="video decoder (in-process)"
+    )
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight to the endpoint(s)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size of in-process generation")
-    p.add_argument("--seed", type=int, default=0, help="seed (generation, and lmms-eval's random MC fallback)")
+    p.add_argument(
+        "--device", default=None, help="torch device for --model (default: cuda when available, else cpu)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed (generation, and lmms-eval's random MC fallback)"
+    )
     p.add_argument("--output", help="output folder (default eval_results/<model>)")
     p.add_argument("--resume", action="store_true", help="reuse the predictions already in --output")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -127,6 +157,8 @@ def main_run(argv: Sequence[str]) -> int:
         return 0
     if not args.tasks:
         raise TaskError("give --tasks NAME[,NAME...] (`videollm eval --list` shows them)")
+    if args.max_frames is not None and args.fps is None:
+        raise TaskError("--max-frames caps --fps sampling; with uniform sampling use --frames N")
     specs = resolve_tasks(args.tasks)
     if args.endpoint:
         if not args.served_model:
@@ -143,7 +175,9 @@ def main_run(argv: Sequence[str]) -> int:
     elif args.model:
         from videollm.inference.engine import TransformersEngine, model_fingerprint
 
-        engine = TransformersEngine.from_pretrained(args.model, batch_size=args.batch_size, backend=args.backend)
+        engine = TransformersEngine.from_pretrained(
+            args.model, batch_size=args.batch_size, backend=args.backend
+        )
         model_id = model_fingerprint(args.model).get("sha256") or str(args.model)
     else:
         raise TaskError(
@@ -155,8 +189,9 @@ def main_run(argv: Sequence[str]) -> int:
         data_root=args.data_root,
         output=output,
         model_id=model_id,
+        model_name=args.served_model if args.endpoint else str(args.model),
         limit=args.limit,
-        frames=args.frames if args.fps is None else None,
+        frames=(args.frames or 8) if args.fps is None else None,
         fps=args.fps,
         max_frames=args.max_frames,
         sampler_mode=args.sampler_mode,
@@ -213,13 +248,17 @@ def summary(results: dict) -> str:
     for task, m in results["videollm"]["details"].items():
         kind = results["configs"][task]["kind"]
         name, value = headline(kind, m)
-        extra = f", {m['n_errors']} without prediction" if m.get("n_errors") else ""
+        notes = [f"n={m['n']}"]
+        if m.get("n_errors"):
+            notes.append(f"{m['n_errors']} without prediction")
+        if m.get("n_unextractable"):
+            notes.append(f"{m['n_unextractable']} without extractable answer")
         if kind == "open_ended" and m.get("judge") is None:
-            extra += " (judge score absent: no --judge-endpoint)"
+            notes.append("judge score absent: no --judge-endpoint")
         if kind == "open_ended" and m.get("judge_failures"):
-            extra += f", {m['judge_failures']} judge failures"
+            notes.append(f"{m['judge_failures']} judge failures")
         shown = "—" if value is None else f"{value:.2f}"
-        lines.append(f"{task}: {name} = {shown} (n={m['n']}{extra})")
+        lines.append(f"{task}: {name} = {shown} ({'; '.join(notes)})")
     return "\n".join(lines)
 
 

@@ -61,7 +61,10 @@ class EndpointEngine:
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self.clients = [OpenAI(base_url=u, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=0) for u in self.urls]
+        self.clients = [
+            OpenAI(base_url=u, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=0)
+            for u in self.urls
+        ]
         self._next = itertools.cycle(range(len(self.clients)))
         self._lock = threading.Lock()
         self.requests_per_endpoint = [0] * len(self.clients)
@@ -106,6 +109,8 @@ class EndpointEngine:
                     mm["start"] = s.start
                 if s.end is not None:
                     mm["end"] = s.end
+            if r.frames_fps:
+                mm["frames_fps"] = r.frames_fps
         content.append({"type": "text", "text": r.prompt})
         extra = {"mm_processor_kwargs": mm} if mm else {}
         return [{"role": "user", "content": content}], extra
@@ -137,7 +142,9 @@ class EndpointEngine:
                 return (response.choices[0].message.content or "").strip()
             except openai.APIStatusError as e:
                 if 400 <= e.status_code < 500 and e.status_code not in (408, 429):
-                    raise EndpointInputError(f"{self.urls[k]} answered {e.status_code}: {_error_text(e)}") from e
+                    raise EndpointInputError(
+                        f"{self.urls[k]} answered {e.status_code}: {_error_text(e)}"
+                    ) from e
                 last = e
             except (openai.APIConnectionError, openai.APITimeoutError) as e:
                 last = e

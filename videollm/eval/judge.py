@@ -124,11 +124,15 @@ class Judgement:
     @classmethod
     def from_json(cls, d: dict) -> Judgement:
         v = d.get("verdict")
-        return cls(d["key"], Verdict(**v) if v else None, d.get("reply", ""), d.get("error"), d.get("model", ""))
+        return cls(
+            d["key"], Verdict(**v) if v else None, d.get("reply", ""), d.get("error"), d.get("model", "")
+        )
 
 
 def cache_key(model: str, messages: Sequence[dict], temperature: float) -> str:
-    blob = json.dumps({"model": model, "messages": list(messages), "temperature": temperature}, sort_keys=True)
+    blob = json.dumps(
+        {"model": model, "messages": list(messages), "temperature": temperature}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -192,7 +196,9 @@ class Judge:
         self.backoff_s = backoff_s
         self.concurrency = max(1, concurrency)
         self._sleep = sleep
-        self.client = OpenAI(base_url=self.endpoint, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=0)
+        self.client = OpenAI(
+            base_url=self.endpoint, api_key=api_key or "EMPTY", timeout=timeout_s, max_retries=0
+        )
         self.cache = JudgeCache(cache)
         self.served_models: set[str] = set()
 
@@ -218,7 +224,10 @@ class Judge:
         for attempt in range(self.retries):
             try:
                 response = self.client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens
+                    model=self.model,
+                    messages=messages,
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
                 )
                 reply = (response.choices[0].message.content or "").strip()
                 served = response.model or ""
@@ -239,7 +248,9 @@ class Judge:
         self.cache.put(judgement)
         return judgement
 
-    def judge_many(self, triples: Sequence[tuple[str, str, str]], progress: Callable[[], None] | None = None) -> list[Judgement]:
+    def judge_many(
+        self, triples: Sequence[tuple[str, str, str]], progress: Callable[[], None] | None = None
+    ) -> list[Judgement]:
         """Judge (question, answer, pred) triples, `concurrency` requests in flight."""
 
         def run(t: tuple[str, str, str]) -> Judgement:

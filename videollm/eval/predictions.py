@@ -84,9 +84,13 @@ def read_predictions(path: str | Path, items: Sequence[EvalItem]) -> tuple[dict[
                 out[items[int(r["doc_id"])].id] = text
         return out, fmt
     if "prediction" in first and "key" in first:
-        return {str(r["id"]): r["prediction"] for r in rows if r.get("prediction") is not None}, "videollm predictions"
+        return {
+            str(r["id"]): r["prediction"] for r in rows if r.get("prediction") is not None
+        }, "videollm predictions"
     if "filtered_resps" in first and "id" in first:
-        return {str(r["id"]): _text(r["filtered_resps"]) for r in rows if r.get("filtered_resps") is not None}, "videollm samples"
+        return {
+            str(r["id"]): _text(r["filtered_resps"]) for r in rows if r.get("filtered_resps") is not None
+        }, "videollm samples"
     if "pred" in first and "id" in first:
         fmt = "Video-LLaVA merge.jsonl" if path.suffix == ".jsonl" else "Video-ChatGPT predictions"
         return {str(r["id"]): _text(r["pred"]) for r in rows}, fmt

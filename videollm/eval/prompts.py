@@ -39,10 +39,21 @@ def videomme_subtitle_prompt(question: str, options: Sequence[str], subtitle: st
     """
     subtitles_prompt = "This video's subtitles are listed below: \n"
     body = question + "\n" + "\n".join(options)
-    return subtitles_prompt + ("No subtitles available" if subtitle is None else subtitle) + "\n" + VIDEOMME_OPTION_PROMPT + "\n" + body + "\n" + "The best answer is:"
+    return (
+        subtitles_prompt
+        + ("No subtitles available" if subtitle is None else subtitle)
+        + "\n"
+        + VIDEOMME_OPTION_PROMPT
+        + "\n"
+        + body
+        + "\n"
+        + "The best answer is:"
+    )
 
 
-def nextqa_mc_prompt(question: str, options: Sequence[str], pre_prompt: str = "", post_prompt: str = "") -> str:
+def nextqa_mc_prompt(
+    question: str, options: Sequence[str], pre_prompt: str = "", post_prompt: str = ""
+) -> str:
     """lmms_eval/tasks/nextqa/utils.py `nextqa_doc_to_text_mc` (nextqa_mc_test sets no pre/post prompt)."""
     lines = [question.strip()] + [f"{LETTERS[i]}. {o.strip()}" for i, o in enumerate(options)]
     text = "\n".join(lines)

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 def git_commit(repo: Path = REPO) -> dict[str, Any]:
     """The commit of the videollm checkout (and whether it had local changes), if it is one."""
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return {"commit": None}
         dirty = subprocess.run(

@@ -19,9 +19,21 @@ from typing import Any
 
 HEADLINE = {"multiple_choice": "accuracy", "open_ended": "exact_match", "caption": "CIDEr"}
 NUMERIC_KEYS = (
-    "accuracy", "accuracy_all", "accuracy_subtask_mean", "exact_match", "token_f1", "judge_accuracy",
-    "judge_score", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr",
-)  # fmt: skip
+    "accuracy",
+    "accuracy_all",
+    "accuracy_subtask_mean",
+    "exact_match",
+    "token_f1",
+    "judge_accuracy",
+    "judge_score",
+    "Bleu_1",
+    "Bleu_2",
+    "Bleu_3",
+    "Bleu_4",
+    "METEOR",
+    "ROUGE_L",
+    "CIDEr",
+)
 COUNT_KEYS = ("n", "n_errors", "n_unextractable", "judge_failures", "judge_yes", "judge_no", "n_scored_empty")
 
 
@@ -51,7 +63,10 @@ def results_json(task_results: dict[str, dict], provenance: dict, *, model: str,
         groups[task] = []
         for sub, vals in m.get("by", {}).get("subtask", {}).items():
             name = f"{task}_{sub}"
-            results[name] = {"alias": f" - {name}", **{f"{k},none": v for k, v in vals.items() if v is not None}}
+            results[name] = {
+                "alias": f" - {name}",
+                **{f"{k},none": v for k, v in vals.items() if v is not None},
+            }
             groups[task].append(name)
         details[task] = {k: v for k, v in m.items()}
     return {
@@ -62,8 +77,12 @@ def results_json(task_results: dict[str, dict], provenance: dict, *, model: str,
         "n-shot": nshot,
         "higher_is_better": hib,
         "n-samples": nsamples,
-        "config": {"model": model, "model_args": provenance.get("engine"), "limit": limit,
-                   "random_seed": provenance.get("seed")},  # fmt: skip
+        "config": {
+            "model": model,
+            "model_args": provenance.get("engine"),
+            "limit": limit,
+            "random_seed": provenance.get("seed"),
+        },
         "git_hash": (provenance.get("git") or {}).get("commit"),
         "date": provenance.get("date"),
         "videollm": {"provenance": provenance, "details": details},
@@ -116,10 +135,14 @@ def markdown(results: dict) -> str:
             if m.get("judge") is None:
                 notes.append("judge score absent (no judge endpoint): exact match shown")
             else:
-                notes.append(f"score {_fmt(m.get('judge_score'))}/5, {m.get('judge_failures', 0)} judge failures")
+                notes.append(
+                    f"score {_fmt(m.get('judge_score'))}/5, {m.get('judge_failures', 0)} judge failures"
+                )
         if kind == "caption":
             notes.append("SPICE not computed (needs a model download)")
-        lines.append(f"| {task} | {name} | {_fmt(value)} | {m.get('n')} | {m.get('n_errors', 0)} | {'; '.join(notes)} |")
+        lines.append(
+            f"| {task} | {name} | {_fmt(value)} | {m.get('n')} | {m.get('n_errors', 0)} | {'; '.join(notes)} |"
+        )
     for task, m in details.items():
         kind = configs[task]["kind"]
         lines += ["", f"## {task}", ""]
@@ -129,13 +152,31 @@ def markdown(results: dict) -> str:
             lines += ["", f"> {m['judge_note']}"]
         if kind == "caption":
             lines += ["", "> SPICE is left out: it needs Stanford CoreNLP models downloaded at first use."]
+        if m.get("missing_subtasks"):
+            lines += [
+                "",
+                f"> {len(m['missing_subtasks'])} sub-task(s) of the benchmark are not in the data and not "
+                f"scored: {', '.join(m['missing_subtasks'])}",
+            ]
         for key, by in m.get("by", {}).items():
-            cols = [c for c in ("accuracy", "exact_match", "token_f1", "judge_accuracy", "judge_score", "n") if any(c in v for v in by.values())]
-            lines += ["", f"by {key}:", "", "| " + key + " | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+            cols = [
+                c
+                for c in ("accuracy", "exact_match", "token_f1", "judge_accuracy", "judge_score", "n")
+                if any(c in v for v in by.values())
+            ]
+            lines += [
+                "",
+                f"by {key}:",
+                "",
+                "| " + key + " | " + " | ".join(cols) + " |",
+                "|" + "---|" * (len(cols) + 1),
+            ]
             for value, vals in by.items():
                 lines.append(f"| {value} | " + " | ".join(_fmt(vals.get(c)) for c in cols) + " |")
         if m.get("n_errors"):
-            notes_all.append(f"{task}: {m['n_errors']} item(s) had no prediction — see samples/samples_{task}.jsonl (`error`)")
+            notes_all.append(
+                f"{task}: {m['n_errors']} item(s) had no prediction — see samples/samples_{task}.jsonl (`error`)"
+            )
     if notes_all:
         lines += ["", "## Items without a prediction", ""] + [f"- {n}" for n in notes_all]
     lines += ["", "Plots: `plots/accuracy_by_task.png`, `plots/<task>_by_<group>.png`.", ""]
@@ -171,13 +212,19 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         written.append(path)
     for task, m in details.items():
         kind = configs[task]["kind"]
-        metric = "accuracy" if kind == "multiple_choice" else ("judge_accuracy" if m.get("judge_accuracy") is not None else "exact_match")
+        metric = (
+            "accuracy"
+            if kind == "multiple_choice"
+            else ("judge_accuracy" if m.get("judge_accuracy") is not None else "exact_match")
+        )
         for key, by in m.get("by", {}).items():
             vals = {v: d.get(metric) for v, d in by.items() if d.get(metric) is not None}
             if not vals:
                 continue
             fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(vals) + 2), 3.5))
             ax.bar(list(vals), list(vals.values()), color="#55A868")
+            for i, (v, acc) in enumerate(vals.items()):
+                ax.text(i, acc + 1, f"{acc:.0f}\nn={by[v].get('n')}", ha="center", va="bottom", fontsize=6)
             ax.set_ylim(0, 100)
             ax.set_ylabel(f"{metric} %")
             ax.set_title(f"{task} by {key}")
@@ -191,6 +238,8 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
 
 
 def write_all(output: Path, results: dict) -> None:
-    (output / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
+    (output / "results.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n"
+    )
     (output / "report.md").write_text(markdown(results))
     plots(results, output / "plots")

@@ -56,7 +56,9 @@ def _base_sample(i: int, item: EvalItem, pred: Prediction | None) -> dict[str, A
     }
 
 
-def score_multiple_choice(spec: TaskSpec, items: Sequence[EvalItem], preds: Sequence[Prediction | None], seed: int):
+def score_multiple_choice(
+    spec: TaskSpec, items: Sequence[EvalItem], preds: Sequence[Prediction | None], seed: int
+):
     rule = spec.extraction or "mvbench"
     samples, correct, answered, extracted = [], [], [], []
     for i, (item, p) in enumerate(zip(items, preds, strict=True)):
@@ -83,7 +85,9 @@ def score_multiple_choice(spec: TaskSpec, items: Sequence[EvalItem], preds: Sequ
         **acc(all_idx),
         "accuracy_all": _pct(sum(correct), len(items)),
         "n_errors": sum(p is None or not p.ok for p in preds),
-        "n_unextractable": sum(p is not None and p.ok and not e for p, e in zip(preds, extracted, strict=True)),
+        "n_unextractable": sum(
+            p is not None and p.ok and not e for p, e in zip(preds, extracted, strict=True)
+        ),
         "extraction_rule": rule,
     }
     breakdown = {key: {v: acc(idx) for v, idx in by.items()} for key, by in _groups(items, spec).items()}
@@ -138,14 +142,20 @@ def score_open_ended(
     metrics["n_errors"] = sum(p is None or not p.ok for p in preds)
     metrics["judge"] = judge.describe() if judge is not None else None
     if judge is None:
-        metrics["judge_note"] = "judge score absent: no --judge-endpoint given (exact match and token F1 only)"
-    metrics["by"] = {key: {v: summary(idx) for v, idx in by.items()} for key, by in _groups(items, spec).items()}
+        metrics["judge_note"] = (
+            "judge score absent: no --judge-endpoint given (exact match and token F1 only)"
+        )
+    metrics["by"] = {
+        key: {v: summary(idx) for v, idx in by.items()} for key, by in _groups(items, spec).items()
+    }
     return metrics, samples
 
 
 def score_caption(spec: TaskSpec, items: Sequence[EvalItem], preds: Sequence[Prediction | None]):
     refs = {it.id: list(it.references) for it in items}
-    hyps = {it.id: (p.prediction if p is not None and p.ok else "") for it, p in zip(items, preds, strict=True)}
+    hyps = {
+        it.id: (p.prediction if p is not None and p.ok else "") for it, p in zip(items, preds, strict=True)
+    }
     metrics: dict[str, Any] = dict(captions.caption_scores(refs, hyps))
     metrics["n"] = len(items)
     metrics["n_errors"] = sum(p is None or not p.ok for p in preds)

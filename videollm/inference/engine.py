@@ -41,6 +41,7 @@ class GenerationRequest:
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int | None = None
+    frames_fps: float | None = None  # frame rate of a directory-of-frames video (it has none of its own)
 
 
 @runtime_checkable
@@ -72,7 +73,11 @@ def model_fingerprint(path: str | Path) -> dict[str, Any]:
     if not path.is_dir():
         return {"path": str(path), "sha256": None}
     h = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"})
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"}
+    )
     for p in files:
         h.update(p.name.encode())
         h.update(str(p.stat().st_size).encode())
@@ -111,10 +116,15 @@ class TransformersEngine:
         batch_size: int = 4,
         backend: str = "decord",
         source_path: str | Path | None = None,
+        device: str | None = None,
     ):
+        if device is not None:
+            model = model.to(device)
         self.model = model.eval()
         self.processor = processor
-        self.name = name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        self.name = (
+            name or getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+        )
         self.default_sampler = default_sampler or FrameSampler.uniform(8)
         self.batch_size = max(1, batch_size)
         self.backend = backend
@@ -127,10 +137,16 @@ class TransformersEngine:
 
         from videollm.model import VideoLLMForConditionalGeneration, VideoLLMProcessor
 
-        torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
+        device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+        if (
+            dtype == "auto"
+        ):  # bf16 where it is fast and safe (GPU), fp32 on CPU (exact, and what tests compare)
+            torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
         model = VideoLLMForConditionalGeneration.from_pretrained(str(path), dtype=torch_dtype)
         processor = VideoLLMProcessor.from_pretrained(str(path))
-        return cls(model, processor, name=str(path), source_path=path, **kwargs)
+        return cls(model, processor, name=str(path), source_path=path, device=device, **kwargs)
 
     def describe(self) -> dict:
         config = getattr(self.model, "config", None)
@@ -152,6 +168,12 @@ class TransformersEngine:
         content.append({"type": "text", "text": prompt})
         return [{"role": "user", "content": content}]
 
+    def _load(self, r: GenerationRequest, load_video: Any) -> Any:
+        kwargs: dict[str, Any] = {"backend": self.backend}
+        if r.frames_fps:
+            kwargs["frames_fps"] = r.frames_fps
+        return load_video(r.video, r.sampler or self.default_sampler, **kwargs)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         import torch
 
@@ -168,20 +190,30 @@ class TransformersEngine:
         for (max_new, temperature, seed, no_video), idx in groups.items():
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
-                videos = [] if no_video else [
-                    load_video(requests[i].video, requests[i].sampler or self.default_sampler, backend=self.backend)
-                    for i in chunk
-                ]
+                videos = (
+                    []
+                    if no_video
+                    else [
+                        load_video(
+                            requests[i].video,
+                            requests[i].sampler or self.default_sampler,
+                            backend=self.backend,
+                        )
+                        for i in chunk
+                    ]
+                )
                 texts = [
                     self.processor.apply_chat_template(
-                        self._messages(requests[i].prompt, not no_video), add_generation_prompt=True, tokenize=False
+                        self._messages(requests[i].prompt, not no_video),
+                        add_generation_prompt=True,
+                        tokenize=False,
                     )
                     for i in chunk
                 ]
                 kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
                 if videos:
                     kwargs["videos"] = videos
-                inputs = self.processor(**kwargs)
+                inputs = self.processor(**kwargs).to(self.model.device, dtype=self.model.dtype)
                 gen: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": temperature > 0}
                 if temperature > 0:
                     gen["temperature"] = temperature

@@ -104,7 +104,9 @@ class MediaPolicy:
         if not settings:
             return self.default_sampler()
         for key in ("num_frames", "max_frames"):
-            if key in settings and not (isinstance(settings[key], int) and not isinstance(settings[key], bool)):
+            if key in settings and not (
+                isinstance(settings[key], int) and not isinstance(settings[key], bool)
+            ):
                 raise VideoError(f"{key} must be an integer, got {settings[key]!r}")
         for key in ("fps", "start", "end"):
             if key in settings and not isinstance(settings[key], int | float):
@@ -140,7 +142,9 @@ class MediaPolicy:
         )
 
     def with_frames(self, num_frames: int | None = None, fps: float | None = None) -> MediaPolicy:
-        return replace(self, num_frames=num_frames or self.num_frames, fps=fps if fps is not None else self.fps)
+        return replace(
+            self, num_frames=num_frames or self.num_frames, fps=fps if fps is not None else self.fps
+        )
 
 
 def frame_settings(*sources: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -52,8 +52,15 @@ def _as_video(frames: Any, metadata: dict | None) -> Video:
         return video
     frames = np.ascontiguousarray(np.asarray(video), dtype=np.uint8)
     t = np.arange(len(frames))
-    return Video(frames=frames, timestamps=t.astype(np.float64), indices=t, fps=1.0, duration=float(len(frames)),
-                 num_source_frames=len(frames), backend="array")
+    return Video(
+        frames=frames,
+        timestamps=t.astype(np.float64),
+        indices=t,
+        fps=1.0,
+        duration=float(len(frames)),
+        num_source_frames=len(frames),
+        backend="array",
+    )
 
 
 class VideoLLMProcessingInfo(LlavaOnevisionProcessingInfo):
@@ -88,7 +95,9 @@ class VideoLLMMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
         metadata = items.metadata if isinstance(items.metadata, list) else [items.metadata] * len(items)
         return [_as_video(items.get(i), metadata[i]) for i in range(len(items))]
 
-    def _apply_hf_processor_main(self, mm_items: MultiModalDataItems, hf_kwargs: Mapping[str, object]) -> BatchFeature:
+    def _apply_hf_processor_main(
+        self, mm_items: MultiModalDataItems, hf_kwargs: Mapping[str, object]
+    ) -> BatchFeature:
         if "video" not in mm_items or not isinstance(mm_items["video"], VideoProcessorItems):
             return super()._apply_hf_processor_main(mm_items, hf_kwargs)
         hf_data, hf_kwargs, passthrough = self._get_hf_mm_inputs(mm_items, hf_kwargs)
@@ -105,7 +114,9 @@ class VideoLLMMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
         # One call per video (frame counts may differ), each with its timestamps, as in transformers.
         pixels, stamps = [], []
         for video in self._videos(mm_items):
-            out = self.info.ctx.call_hf_processor(processor, {"text": processor.video_token, "videos": [video]}, hf_kwargs)
+            out = self.info.ctx.call_hf_processor(
+                processor, {"text": processor.video_token, "videos": [video]}, hf_kwargs
+            )
             pixels.append(out["pixel_values_videos"][0])
             if "video_timestamps" in out:
                 stamps.append(out["video_timestamps"][0])
@@ -120,8 +131,11 @@ class VideoLLMMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
         hf_processor_mm_kwargs: Mapping[str, object],
         out_mm_kwargs: MultiModalKwargsItems,
     ) -> Sequence[PromptUpdate]:
-        updates = [u for u in super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
-                   if u.modality != "video"]
+        updates = [
+            u
+            for u in super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
+            if u.modality != "video"
+        ]
         video_token_id = self.info.get_hf_config().video_token_index
 
         def video_replacement(item_idx: int) -> PromptUpdateDetails | list[int]:
@@ -137,7 +151,10 @@ class VideoLLMMultiModalProcessor(LlavaOnevisionMultiModalProcessor):
                 return run
             return PromptUpdateDetails.select_token_id(run + extra, video_token_id)
 
-        return [*updates, PromptReplacement(modality="video", target=[video_token_id], replacement=video_replacement)]
+        return [
+            *updates,
+            PromptReplacement(modality="video", target=[video_token_id], replacement=video_replacement),
+        ]
 
 
 @MULTIMODAL_REGISTRY.register_processor(

@@ -20,9 +20,10 @@ ENDPOINT_PLUGIN = "videollm_routes"
 
 def register() -> None:
     """Register the model class and the video loader with vLLM (cheap: nothing heavy is imported)."""
-    import videollm  # noqa: F401  (registers VideoLLMConfig / VideoLLMProcessor with transformers' Auto classes)
     from vllm import ModelRegistry
     from vllm.multimodal.video import VIDEO_LOADER_REGISTRY
+
+    import videollm  # noqa: F401  (registers VideoLLMConfig / VideoLLMProcessor with transformers' Auto classes)
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)

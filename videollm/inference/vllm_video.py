@@ -59,7 +59,9 @@ class VideoLLMVideoLoader(VideoLoader):
     """Decodes with videollm's decoder and sampler under the server's `MediaPolicy` (from `VIDEOLLM_MEDIA`)."""
 
     @classmethod
-    def load_bytes(cls, data: bytes, num_frames: int = -1, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    def load_bytes(
+        cls, data: bytes, num_frames: int = -1, **kwargs: Any
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         unknown = sorted(set(kwargs) - set(FRAME_KEYS))
         settings = {k: kwargs[k] for k in FRAME_KEYS if k in kwargs and kwargs[k] not in (None, -1)}
         if num_frames and num_frames > 0:

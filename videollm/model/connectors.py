@@ -454,6 +454,17 @@ class ResamplerConnector(Connector):
         return self.norm(queries).reshape(-1, D)
 
 
+@torch.no_grad()
+def _best_partners(a: Tensor, b: Tensor, chunk: int = 2048) -> tuple[Tensor, Tensor]:
+    """For each row of `a`, the highest cosine similarity to a row of `b` and that row's index.
+
+    Computed `chunk` rows at a time, so memory stays chunk×len(b) however long the video is.
+    """
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    pieces = [(rows @ b.T).max(dim=-1) for rows in a.split(chunk)]
+    return torch.cat([p.values for p in pieces]), torch.cat([p.indices for p in pieces])
+
+
 def _merge_step(a: Tensor, b: Tensor, src: Tensor, keep: Tensor, dst: Tensor, share: Tensor) -> Tensor:
     """A[keep] followed by B with A[src] merged into B[dst] (share = s_src / S_dst).
 
@@ -474,7 +485,7 @@ def merge_tokens(x: Tensor, budget: int) -> Tensor:
     content in consecutive frames lands on opposite sides and merges first: temporal redundancy is
     what video merging removes. The matching is discrete and deterministic (stable sorts); the
     merged values are differentiable in the features. Output is in frame order (mean frame-major
-    index of each merged group).
+    index of each merged group). Matching is global, so a round costs O(N²·D) for N tokens.
     """
     T, L, D = x.shape
     x = x.transpose(0, 1).reshape(T * L, D)  # position-major: patch j of frames 0..T-1, then patch j+1
@@ -487,10 +498,8 @@ def merge_tokens(x: Tensor, budget: int) -> Tensor:
         x, size, split_key, time_key = x[order], size[order], split_key[order], time_key[order]
         a, b = x[::2], x[1::2]
         r = min(x.shape[0] - budget, a.shape[0])
-        with torch.no_grad():
-            scores = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
-            best, partner = scores.max(dim=-1)
-            ranked = torch.argsort(best, descending=True, stable=True)
+        best, partner = _best_partners(a, b)
+        ranked = torch.argsort(best, descending=True, stable=True)
         src, keep, dst = ranked[:r], ranked[r:], partner[ranked[:r]]
         size_a, size_b = size[::2], size[1::2]
         new_size_b = size_b.index_add(0, dst, size_a[src])

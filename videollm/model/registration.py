@@ -1,11 +1,16 @@
 """Register videollm with transformers' Auto* factories, without importing transformers.
 
 After `import videollm`, `AutoConfig`, `AutoModel`, `AutoModelForImageTextToText` and `AutoProcessor`
-must know model_type "videollm" — but importing transformers (and torch) costs seconds, which
-`import videollm` must not pay. So `register()` only installs an import hook: right after each of
-transformers' auto modules finishes importing, the videollm classes it maps are registered (the
-config with `configuration_auto`, the models with `modeling_auto`, the processor with
-`processing_auto`). Auto modules already imported are served at once.
+must know model_type "videollm"; but `import videollm` must not pay for importing transformers and
+torch (seconds). transformers' public `Auto*.register` wants the classes themselves, and they cannot
+be imported while transformers is still half-imported (its class decorators read `modeling_auto`).
+
+So when transformers is not imported yet, `register()` installs an import hook that adds videollm
+to the auto mappings *by name*, the way transformers lists its own models: right after
+`configuration_auto` runs (config and processor names) and after `modeling_auto` runs (model names),
+with `transformers.models.videollm` pointing at `videollm.model`, whose names import on first use.
+Nothing of videollm's is imported until an Auto* class actually looks it up. When transformers'
+auto modules are already imported, the classes are registered with the public API at once.
 """
 
 from __future__ import annotations
@@ -18,94 +23,86 @@ from types import ModuleType
 from typing import Any
 
 MODEL_TYPE = "videollm"
+AUTO = "transformers.models.auto"
+ALIAS = f"transformers.models.{MODEL_TYPE}"  # where transformers' lazy mappings import model types from
 
 
-def _register_config() -> None:
-    from transformers import AutoConfig
-
-    from videollm.model.config import VideoLLMConfig
-
-    AutoConfig.register(MODEL_TYPE, VideoLLMConfig, exist_ok=True)
+def _config_names(configuration_auto: ModuleType) -> None:
+    configuration_auto.CONFIG_MAPPING_NAMES[MODEL_TYPE] = "VideoLLMConfig"
+    sys.modules[f"{AUTO}.auto_mappings"].PROCESSOR_MAPPING_NAMES[MODEL_TYPE] = "VideoLLMProcessor"
+    sys.modules.setdefault(ALIAS, importlib.import_module("videollm.model"))
 
 
-def _register_models() -> None:
-    from transformers import AutoModel, AutoModelForImageTextToText
+def _model_names(modeling_auto: ModuleType) -> None:
+    modeling_auto.MODEL_MAPPING_NAMES[MODEL_TYPE] = "VideoLLMModel"
+    modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[MODEL_TYPE] = "VideoLLMForConditionalGeneration"
+
+
+# Run right after these modules execute (configuration_auto always runs before modeling_auto's body).
+HOOKS: dict[str, Callable[[ModuleType], None]] = {
+    f"{AUTO}.configuration_auto": _config_names,
+    f"{AUTO}.modeling_auto": _model_names,
+}
+
+
+def register_classes() -> None:
+    """Register the classes with transformers' public API (imports them: for an already-imported transformers)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
     from videollm.model.config import VideoLLMConfig
     from videollm.model.modeling import VideoLLMForConditionalGeneration, VideoLLMModel
-
-    AutoModel.register(VideoLLMConfig, VideoLLMModel, exist_ok=True)
-    AutoModelForImageTextToText.register(VideoLLMConfig, VideoLLMForConditionalGeneration, exist_ok=True)
-
-
-def _register_processor() -> None:
-    from transformers import AutoProcessor
-
-    from videollm.model.config import VideoLLMConfig
     from videollm.model.processor import VideoLLMProcessor
 
+    AutoConfig.register(MODEL_TYPE, VideoLLMConfig, exist_ok=True)
+    AutoModel.register(VideoLLMConfig, VideoLLMModel, exist_ok=True)
+    AutoModelForImageTextToText.register(VideoLLMConfig, VideoLLMForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(VideoLLMConfig, VideoLLMProcessor, exist_ok=True)
 
 
-# In dependency order: a later module's registration uses the earlier ones' classes.
-REGISTRATIONS: dict[str, Callable[[], None]] = {
-    "transformers.models.auto.configuration_auto": _register_config,
-    "transformers.models.auto.modeling_auto": _register_models,
-    "transformers.models.auto.processing_auto": _register_processor,
-}
-_pending: dict[str, Callable[[], None]] = {}
+class _NamingLoader(importlib.abc.Loader):
+    """Runs transformers' loader for an auto module, then adds videollm's names to it."""
 
-
-def _fire(name: str) -> None:
-    callback = _pending.pop(name, None)
-    if callback is not None:
-        callback()
-
-
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the wrapped loader, then the registration waiting for that module."""
-
-    def __init__(self, loader: importlib.abc.Loader, name: str):
+    def __init__(self, loader: importlib.abc.Loader, hook: Callable[[ModuleType], None]):
         self.loader = loader
-        self.name = name
+        self.hook = hook
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        _fire(self.name)
+        self.hook(module)
 
     def __getattr__(self, attr: str) -> Any:  # get_source, get_resource_reader, ...
         return getattr(self.loader, attr)
 
 
-class _AfterImportHook(importlib.abc.MetaPathFinder):
-    """Finds transformers' auto modules with the other finders and wraps their loaders."""
+class _AutoMappingsHook(importlib.abc.MetaPathFinder):
+    """Finds transformers' auto modules with the other finders and wraps their loaders (each once)."""
+
+    def __init__(self) -> None:
+        self.pending = dict(HOOKS)
 
     def find_spec(self, name: str, path: Any = None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if name not in _pending:
+        hook = self.pending.pop(name, None)
+        if hook is None:
             return None
+        if not self.pending:
+            sys.meta_path.remove(self)
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
+            spec = finder.find_spec(name, path, target) if finder is not self and hasattr(finder, "find_spec") else None
             if spec is not None and spec.loader is not None:
-                spec.loader = _RegisteringLoader(spec.loader, name)
+                spec.loader = _NamingLoader(spec.loader, hook)
                 return spec
         return None
 
 
 def register() -> None:
-    """Make transformers' Auto* classes load videollm checkpoints (cheap: imports nothing heavy)."""
-    for name, callback in REGISTRATIONS.items():
-        if name not in sys.modules:
-            _pending.setdefault(name, callback)
-    if _pending and not any(isinstance(f, _AfterImportHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImportHook())
-    for name, callback in REGISTRATIONS.items():
-        if name in sys.modules and name not in _pending:
-            callback()
+    """Make transformers' Auto* classes load videollm checkpoints (imports nothing heavy if transformers isn't)."""
+    if any(name in sys.modules for name in HOOKS):
+        register_classes()
+    elif not any(isinstance(f, _AutoMappingsHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AutoMappingsHook())
 
 
-__all__ = ["MODEL_TYPE", "register"]
+__all__ = ["MODEL_TYPE", "register", "register_classes"]

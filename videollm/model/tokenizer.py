@@ -40,11 +40,15 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN)
+CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
+NAMES = {IMAGE_TOKEN: "image_token", VIDEO_TOKEN: "video_token"}
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """Byte-level tokenizer with ChatML specials, `<image>`/`<video>` and a chat template."""
+def tiny_tokenizer(placeholders: tuple[str, ...] = (IMAGE_TOKEN, VIDEO_TOKEN)) -> PreTrainedTokenizerBase:
+    """Byte-level tokenizer with ChatML specials, the media `placeholders` and a chat template.
+
+    Fewer placeholders make the tokenizer of an image-only model (`("<image>",)`) or of a plain LM (`()`).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -56,9 +60,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN, "video_token": VIDEO_TOKEN},
+        extra_special_tokens={NAMES[token]: token for token in placeholders},
         chat_template=CHAT_TEMPLATE,
         model_max_length=4096,
     )
-    tokenizer.add_special_tokens({"extra_special_tokens": list(SPECIAL_TOKENS[1:3])}, replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens({"extra_special_tokens": list(CHATML_TOKENS)}, replace_extra_special_tokens=False)
     return tokenizer

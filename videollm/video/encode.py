@@ -24,12 +24,14 @@ def write_video(
     pix_fmt: str = "yuv420p",
     container_format: str | None = None,
     options: Mapping[str, str] | None = None,
+    container_options: Mapping[str, str] | None = None,
 ) -> int:
     """Encode uint8 H×W×3 RGB `frames` into `target`; returns the number of frames written.
 
     `gop` fixes the keyframe interval exactly (scene-cut keyframes off), which seeking code and its
-    tests rely on; `options` are passed to the encoder verbatim (e.g. {"x264-params": "open-gop=1"}).
-    A file-like `target` needs `container_format` (e.g. "mp4").
+    tests rely on; `options` go to the encoder verbatim (e.g. {"x264-params": "open-gop=1"}),
+    `container_options` to the muxer (e.g. {"movflags": "faststart"}). A file-like `target` needs
+    `container_format` (e.g. "mp4").
     """
     import av
 
@@ -45,7 +47,7 @@ def write_video(
         opts["preset"] = preset
     opts.update(options or {})
     count = 0
-    with av.open(target, "w", format=container_format) as container:
+    with av.open(target, "w", format=container_format, options=dict(container_options or {})) as container:
         stream = None
         for frame in frames:
             if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:

@@ -121,7 +121,9 @@ def read_json(path: Path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise TaskError(f"{path}: not valid JSON ({e}); is this the file as the benchmark releases it?") from e
+        raise TaskError(
+            f"{path}: not valid JSON ({e}); is this the file as the benchmark releases it?"
+        ) from e
 
 
 def read_json_or_jsonl(path: Path) -> list:

@@ -33,7 +33,6 @@ from videollm.eval.items import LETTERS, EvalItem
 from videollm.eval.loaders import VideoFinder, loader, read_json, read_json_or_jsonl, require
 from videollm.eval.tasks import TaskError, TaskSpec
 
-
 # --- MVBench ----------------------------------------------------------------------------------
 
 
@@ -49,7 +48,7 @@ def load_mvbench(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
     for path in files:
         sub = path.stem
         folders = list(subtasks.get(sub) or [])
-        full, segments = (folders + [None, None])[:2]
+        full, segments = [*folders, None, None][:2]
         full_dirs = tuple(d for d in (f"video/{full}" if full else None, full) if d) or spec.videos
         seg_dirs = tuple(d for d in (f"video/{segments}" if segments else None, segments) if d)
         full_finder = VideoFinder(spec, data_dir, full_dirs)
@@ -160,7 +159,7 @@ def _subtitle_for(srt: Path, video: Path | None, frame_num: int) -> str:
     from videollm.video import probe_video
 
     info = probe_video(video)
-    return prompts.videomme_subtitle(text, float(info.fps), int(info.num_source_frames), frame_num)
+    return prompts.videomme_subtitle(text, float(info.fps), int(info.num_frames), frame_num)
 
 
 # --- NExT-QA multiple choice ------------------------------------------------------------------
@@ -188,14 +187,19 @@ def load_nextqa_mc(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
             EvalItem(
                 task=spec.task,
                 id=f"{name}_{qid}",
-                prompt=prompts.nextqa_mc_prompt(str(r["question"]), options, spec.pre_prompt, spec.post_prompt),
+                prompt=prompts.nextqa_mc_prompt(
+                    str(r["question"]), options, spec.pre_prompt, spec.post_prompt
+                ),
                 question=str(r["question"]),
                 answer=LETTERS[int(r["answer"])],
                 video=video,
                 video_name=name,
                 video_error=error,
                 options=tuple(options),
-                groups={"type": qtype, "category": {"C": "causal", "T": "temporal", "D": "descriptive"}.get(qtype[:1], "other")}
+                groups={
+                    "type": qtype,
+                    "category": {"C": "causal", "T": "temporal", "D": "descriptive"}.get(qtype[:1], "other"),
+                }
                 if qtype
                 else {},
             )
@@ -258,6 +262,6 @@ _LETTERED = re.compile(r"^\(?([A-J])[.):]\s*(.*)$", re.DOTALL)
 
 
 def strip_letter(option: str) -> str:
-    """"A. a dog" → "a dog" (Video-MME/EgoSchema options carry their letter)."""
+    """ "A. a dog" → "a dog" (Video-MME/EgoSchema options carry their letter)."""
     m = _LETTERED.match(option.strip())
     return m.group(2).strip() if m else option.strip()

@@ -44,14 +44,17 @@ def first_word_type(question: str) -> str:
 def _qtype(spec: TaskSpec, question: str, raw_type) -> str:
     names = spec.options.get("type_names")
     if raw_type is not None and names:
-        return str(names.get(int(raw_type), raw_type)) if isinstance(names, dict) else str(names[int(raw_type)])
+        return (
+            str(names.get(int(raw_type), raw_type)) if isinstance(names, dict) else str(names[int(raw_type)])
+        )
     if raw_type is not None and not spec.options.get("first_word_types", False):
         return str(raw_type)
     return first_word_type(question)
 
 
-def _item(spec: TaskSpec, finder: VideoFinder, *, id, question, answer, video_name, raw_type=None,
-          prefixes=("",)) -> EvalItem:
+def _item(
+    spec: TaskSpec, finder: VideoFinder, *, id, question, answer, video_name, raw_type=None, prefixes=("",)
+) -> EvalItem:
     path, error = finder.find(video_name, prefixes)
     q = str(question)
     return EvalItem(
@@ -95,9 +98,17 @@ def _read_qa_json(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
         require(r, ("question", "answer", "video_id"), f"{ann} record {i}")
         name = template.format(video_id=r["video_id"])
         name = mapping.get(name, name)
-        items.append(_item(spec, finder, id=r.get("id", i), question=r["question"], answer=r["answer"],
-                           video_name=name, raw_type=r.get("category_id") if "type_names" in spec.options
-                           else None))
+        items.append(
+            _item(
+                spec,
+                finder,
+                id=r.get("id", i),
+                question=r["question"],
+                answer=r["answer"],
+                video_name=name,
+                raw_type=r.get("category_id") if "type_names" in spec.options else None,
+            )
+        )
     return items
 
 
@@ -109,7 +120,9 @@ def _read_q_a_json(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
     if not isinstance(questions, list) or not isinstance(answers, list):
         raise TaskError(f"{ann} / {ans_path}: expected JSON lists")
     if len(questions) != len(answers):
-        raise TaskError(f"{ann} has {len(questions)} questions but {ans_path.name} has {len(answers)} answers")
+        raise TaskError(
+            f"{ann} has {len(questions)} questions but {ans_path.name} has {len(answers)} answers"
+        )
     by_id = {str(a["question_id"]): a for a in answers if isinstance(a, dict) and "question_id" in a}
     finder = VideoFinder(spec, data_dir)
     prefixes = tuple(spec.options.get("video_prefixes", ("",)))
@@ -120,8 +133,18 @@ def _read_q_a_json(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
         # ActivityNet-QA pairs by question_id; Video-ChatGPT/Video-LLaVA by position (same order).
         a = by_id.get(qid, answers[i])
         require(a, ("answer",), f"{ans_path} record for question {qid}")
-        items.append(_item(spec, finder, id=qid, question=q["question"], answer=a["answer"],
-                           video_name=q["video_name"], raw_type=a.get("type"), prefixes=prefixes))
+        items.append(
+            _item(
+                spec,
+                finder,
+                id=qid,
+                question=q["question"],
+                answer=a["answer"],
+                video_name=q["video_name"],
+                raw_type=a.get("type"),
+                prefixes=prefixes,
+            )
+        )
     return items
 
 
@@ -132,8 +155,17 @@ def _read_tgif_frameqa(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalIt
         reader = csv.DictReader(f, delimiter="\t")
         for i, r in enumerate(reader):
             require(r, ("gif_name", "question", "answer"), f"{ann} row {i + 2}")
-            items.append(_item(spec, finder, id=i, question=r["question"], answer=r["answer"], video_name=r["gif_name"],
-                               raw_type=r.get("type") or None))
+            items.append(
+                _item(
+                    spec,
+                    finder,
+                    id=i,
+                    question=r["question"],
+                    answer=r["answer"],
+                    video_name=r["gif_name"],
+                    raw_type=r.get("type") or None,
+                )
+            )
     return items
 
 

@@ -30,19 +30,38 @@ def load_synthetic_qa(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalIte
         require(r, ("id", "type", "qtype", "question", "answer", "video"), f"{ann} line {i + 1}")
         video, error = _video(finder, r["video"])
         groups = {"type": str(r["type"]), "qtype": str(r["qtype"])}
-        common = dict(task=spec.task, id=str(r["id"]), question=r["question"], video=video,
-                      video_name=r["video"], video_error=error, groups=groups)
+        common = dict(
+            task=spec.task,
+            id=str(r["id"]),
+            question=r["question"],
+            video=video,
+            video_name=r["video"],
+            video_error=error,
+            groups=groups,
+        )
         if spec.kind == "multiple_choice":
             require(r, ("candidates", "answer_index"), f"{ann} line {i + 1}")
             candidates = [str(c) for c in r["candidates"]]
             if not 0 <= int(r["answer_index"]) < len(candidates):
                 raise TaskError(f"{ann} line {i + 1}: answer_index {r['answer_index']} out of range")
             post = spec.post_prompt or "Only give the best option."
-            items.append(EvalItem(**common, prompt=prompts.mvbench_prompt(r["question"], candidates, post),
-                                  answer=LETTERS[int(r["answer_index"])], options=tuple(candidates)))
+            items.append(
+                EvalItem(
+                    **common,
+                    prompt=prompts.mvbench_prompt(r["question"], candidates, post),
+                    answer=LETTERS[int(r["answer_index"])],
+                    options=tuple(candidates),
+                )
+            )
         else:
-            items.append(EvalItem(**common, prompt=apply_prompt(spec, question=r["question"]),
-                                  answer=str(r["answer"]), meta={"answer_sentence": r.get("answer_sentence", "")}))
+            items.append(
+                EvalItem(
+                    **common,
+                    prompt=apply_prompt(spec, question=r["question"]),
+                    answer=str(r["answer"]),
+                    meta={"answer_sentence": r.get("answer_sentence", "")},
+                )
+            )
     return items
 
 
@@ -54,6 +73,15 @@ def load_synthetic_caption(spec: TaskSpec, data_dir: Path, ann: Path) -> list[Ev
         require(r, ("video_id", "video", "caption"), f"{ann} line {i + 1}")
         video, error = _video(finder, r["video"])
         refs = (str(r["caption"]), *[str(p) for p in r.get("paraphrases", [])])
-        items.append(EvalItem(task=spec.task, id=str(r["video_id"]), prompt=apply_prompt(spec), video=video,
-                              video_name=r["video"], video_error=error, references=refs))
+        items.append(
+            EvalItem(
+                task=spec.task,
+                id=str(r["video_id"]),
+                prompt=apply_prompt(spec),
+                video=video,
+                video_name=r["video"],
+                video_error=error,
+                references=refs,
+            )
+        )
     return items

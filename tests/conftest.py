@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny VideoLLMs (built once per session) and random test clips."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+
+@functools.cache
+def _tiny(connector: str | None, vision: str, lm: str, overrides: tuple[tuple[str, object], ...]):
+    from videollm.model import tiny
+
+    return tiny(connector, vision, lm, **dict(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """`tiny_model(connector="spatial_pool", vision="clip", lm="llama", **overrides)` → (model, processor), cached.
+
+    The same arguments give the same objects for the whole session: do not train or modify them in place
+    (build a fresh one with `videollm.model.tiny` for that).
+    """
+
+    def get(connector: str | None = "spatial_pool", vision: str = "clip", lm: str = "llama", **overrides):
+        return _tiny(connector, vision, lm, tuple(sorted(overrides.items())))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def onevision_tiny(tiny_model):
+    """The default (LLaVA-OneVision) tiny model: SigLIP + Qwen2, as LLaVA-OneVision itself."""
+    return tiny_model("spatial_pool", "siglip", "qwen2")
+
+
+def random_clip(frames: int = 4, height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
+    """uint8 T×H×W×3 noise: every frame differs, sizes are not the tower's, so resizing is exercised."""
+    return np.random.default_rng(seed).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def clip() -> np.ndarray:
+    return random_clip()
