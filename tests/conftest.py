@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
+import json
 
 import numpy as np
 import pytest
 
-
-@functools.cache
-def _tiny(connector: str | None, vision: str, lm: str, overrides: tuple[tuple[str, object], ...]):
-    from videollm.model import tiny
-
-    return tiny(connector, vision, lm, **dict(overrides))
+_built: dict[str, tuple] = {}
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +18,13 @@ def tiny_model():
     (build a fresh one with `videollm.model.tiny` for that).
     """
 
-    def get(connector: str | None = "spatial_pool", vision: str = "clip", lm: str = "llama", **overrides):
-        return _tiny(connector, vision, lm, tuple(sorted(overrides.items())))
+    def get(connector: str | dict | None = "spatial_pool", vision: str = "clip", lm: str = "llama", **overrides):
+        from videollm.model import tiny
+
+        key = json.dumps([connector, vision, lm, overrides], sort_keys=True)
+        if key not in _built:
+            _built[key] = tiny(connector, vision, lm, **overrides)
+        return _built[key]
 
     return get
 

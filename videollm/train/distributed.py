@@ -14,6 +14,10 @@ Verified on transformers 5.19 / accelerate 1.15 / DeepSpeed 0.19 / torch 2.13+cp
 - **bf16 through the Trainer fails its device check on CPU** ("Your setup doesn't support
   bf16/gpu") unless `use_cpu=True`: `precision: auto` trains fp32 on CPU and bf16 on GPUs that
   support it; an explicit `precision: bf16` on CPU runs under CPU autocast (use_cpu is set).
+- **ZeRO-3 partitions weights while they load** (`deepspeed.zero.Init` inside `from_pretrained`),
+  reading the world size from DeepSpeed's own communicator, which the CPU path (accelerate's
+  MULTI_CPU) never initialises: each rank then believes it is alone (`train_batch_size 4 != 2 * 1 *
+  1`). `init_deepspeed_comm` attaches DeepSpeed to the existing gloo group first.
 - **DeepSpeed JIT-compiles C++ ops on first use** (on CPU its shared-memory allreduce,
   `deepspeed_shm_comm`, ~1 min): the build cache goes under the project's `.cache/torch_extensions`
   (as the Makefile exports) unless TORCH_EXTENSIONS_DIR is set, so it is paid once per checkout.
@@ -48,6 +52,14 @@ def ensure_torch_extensions_dir() -> str:
         os.environ["TORCH_EXTENSIONS_DIR"] = str(project_cache_dir() / "torch_extensions")
     Path(os.environ["TORCH_EXTENSIONS_DIR"]).mkdir(parents=True, exist_ok=True)
     return os.environ["TORCH_EXTENSIONS_DIR"]
+
+
+def init_deepspeed_comm() -> None:
+    """Attach deepspeed.comm to the process group accelerate created (no-op when already attached)."""
+    import deepspeed.comm as dist
+
+    if not dist.is_initialized():
+        dist.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl", auto_mpi_discovery=False)
 
 
 def launched_distributed() -> bool:
@@ -91,6 +103,7 @@ def training_mode(precision: str, cuda: bool | None = None) -> TrainingMode:
 __all__ = [
     "TrainingMode",
     "ensure_torch_extensions_dir",
+    "init_deepspeed_comm",
     "launched_distributed",
     "project_cache_dir",
     "rank",

@@ -31,7 +31,14 @@ from transformers import Trainer, TrainingArguments
 from videollm.data.collate import Collator, SupervisedDataset
 from videollm.data.grouping import ModalityLengthGroupedSampler
 from videollm.data.llava import DataSource, LlavaDataset
-from videollm.train.distributed import TrainingMode, ensure_torch_extensions_dir, rank, training_mode
+from videollm.train.distributed import (
+    TrainingMode,
+    ensure_torch_extensions_dir,
+    init_deepspeed_comm,
+    launched_distributed,
+    rank,
+    training_mode,
+)
 from videollm.train.recipe import DataFile, FramesSpec, Recipe, RecipeError
 from videollm.train.strategies import GROUPS, group_learning_rates, param_group, trainable_summary
 
@@ -293,6 +300,8 @@ def train(recipe: Recipe) -> RunResult:
     mode = training_mode(recipe.precision)
     checkpoint = resume_checkpoint(recipe)
     args = training_arguments(recipe, mode)  # before the model: sets up the process group (and ZeRO-3 init)
+    if recipe.deepspeed and launched_distributed():
+        init_deepspeed_comm()
     train_raw, eval_raw = load_datasets(recipe)
     distill = recipe.distill is not None and recipe.distill.weight > 0
     if distill and recipe.deepspeed and (deepspeed_config(recipe.deepspeed) or {}).get("zero_optimization", {}).get("stage") == 3:

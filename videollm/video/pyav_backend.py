@@ -144,7 +144,6 @@ class PyAVReader:
         self.name = media.name
         self.version = av.__version__
         self.container, self.stream = open_container(media)
-        self.stream.thread_type = "SLICE"  # frame threads delay output: costly after each seek
         self.deadline = deadline
         entries = self.stream.index_entries
         count = len(entries)
@@ -196,6 +195,8 @@ class PyAVReader:
         """Yield (frame index, RGB frame) for each of the sorted, distinct `targets`."""
         import av
 
+        # Runs of frames decode fastest with frame threads; lone keyframes would only wait for them.
+        self.stream.thread_type = "SLICE" if keyframes_only else "AUTO"
         try:
             yield from self._read_all(targets, keyframes_only)
         except av.error.FFmpegError as e:
