@@ -19,6 +19,15 @@ if [ -z "${VIDEOLLM_EXTRAS:-}" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then VIDEOLLM_EXTRAS=gpu,dev; else VIDEOLLM_EXTRAS=cpu,dev; fi
 fi
 
+# Java runs pycocoevalcap's PTB tokenizer and METEOR (caption metrics).
+if ! command -v java >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq default-jre-headless
+  else
+    echo "warning: java not found; caption metrics need it (Debian/Ubuntu: apt-get install default-jre-headless)" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" setuptools wheel

@@ -78,8 +78,9 @@ def write_audio_only(path: str | Path, seconds: float = 0.5) -> Path:
     return Path(path)
 
 
-def write_counter_gif(path: str | Path, num_frames: int = 12, *, height: int = 64, width: int = 96,
-                      delay_ms: int = 50) -> Path:
+def write_counter_gif(
+    path: str | Path, num_frames: int = 12, *, height: int = 64, width: int = 96, delay_ms: int = 50
+) -> Path:
     from PIL import Image
 
     images = [Image.fromarray(f) for f in counter_frames(num_frames, height, width)]
@@ -87,8 +88,16 @@ def write_counter_gif(path: str | Path, num_frames: int = 12, *, height: int = 6
     return Path(path)
 
 
-def write_frame_dir(directory: str | Path, num_frames: int = 10, *, first: int = 1, ext: str = ".png",
-                    skip: tuple[int, ...] = (), height: int = 64, width: int = 96) -> Path:
+def write_frame_dir(
+    directory: str | Path,
+    num_frames: int = 10,
+    *,
+    first: int = 1,
+    ext: str = ".png",
+    skip: tuple[int, ...] = (),
+    height: int = 64,
+    width: int = 96,
+) -> Path:
     """Frames numbered `first`, `first`+1, ... as 00001.png...; numbers in `skip` left out."""
     from PIL import Image
 

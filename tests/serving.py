@@ -7,6 +7,7 @@ Tiny models use an LM head size of 32: vLLM's CPU attention kernels take head si
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import subprocess
@@ -252,3 +253,35 @@ def run_bad_requests(base_url: str, api_key: str, cases: list, clip: Path) -> tu
     finally:
         peer.shutdown()
     return failures, hits
+
+
+@contextlib.contextmanager
+def app_server(model_dir: Path, policy, api_key: str | None = None, name: str = "tiny", batch_size: int = 8):
+    """The transformers engine's app on 127.0.0.1 (uvicorn in a thread): yields (base URL, generator)."""
+    import threading
+
+    import uvicorn
+
+    import videollm  # noqa: F401
+    from videollm.inference.batching import BatchedGenerator
+    from videollm.model import VideoLLMForConditionalGeneration, VideoLLMProcessor
+    from videollm.serve.app import create_app
+    from videollm.serve.routes import ServeInfo
+
+    model = VideoLLMForConditionalGeneration.from_pretrained(model_dir)
+    generator = BatchedGenerator(model, VideoLLMProcessor.from_pretrained(model_dir), batch_size=batch_size, wait_s=0.05)
+    info = ServeInfo(engine="transformers", model=name, policy=policy, api_key=api_key)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(generator, info), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the app server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", generator
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        generator.close()

@@ -6,8 +6,6 @@ import json
 
 import pytest
 import torch
-import transformers
-from transformers import LlavaConfig
 
 from videollm import cli as top_cli
 from videollm.model import cli
@@ -26,6 +24,8 @@ def test_presets_reproduce_the_published_parameter_counts(name):
 
 @pytest.mark.parametrize("name", ["llava-onevision-0.5b", "llava-next-video-7b"])
 def test_presets_count_exactly_what_the_stock_transformers_model_has(name):
+    import transformers
+
     config_dict = read_config_dict(name)
     stock_cls = getattr(transformers, config_dict["architectures"][0])
     stock_config = transformers.AutoConfig.for_model(**config_dict)
@@ -100,6 +100,8 @@ def test_a_checkpoint_folder_counts_what_the_real_model_holds(tmp_path):
 
 
 def test_an_image_llava_folder_reads_as_its_default_video_model(tmp_path):
+    from transformers import LlavaConfig
+
     LlavaConfig(
         vision_config={
             "model_type": "clip_vision_model",

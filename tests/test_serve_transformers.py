@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 from media import write_counter_video
-from serving import bad_requests, data_url, free_port, run_bad_requests, save_tiny, write_clip
+from serving import app_server, bad_requests, data_url, run_bad_requests, save_tiny, write_clip
 
 from videollm.inference.media import MediaPolicy
 from videollm.video.limits import MediaLimits
@@ -25,14 +25,6 @@ QUESTION = "What happens in the video?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
-    import videollm  # noqa: F401
-    from videollm.inference.batching import BatchedGenerator
-    from videollm.model import VideoLLMForConditionalGeneration, VideoLLMProcessor
-    from videollm.serve.app import create_app
-    from videollm.serve.routes import ServeInfo
-
     tmp = tmp_path_factory.mktemp("serve_hf")
     model_dir = save_tiny(tmp / "model", "spatiotemporal_pool")
     media = tmp / "media"
@@ -44,29 +36,11 @@ def server(tmp_path_factory):
         num_frames=8,
         timeout_s=30,
     )
-    model = VideoLLMForConditionalGeneration.from_pretrained(model_dir)
-    processor = VideoLLMProcessor.from_pretrained(model_dir)
-    generator = BatchedGenerator(model, processor, batch_size=8, wait_s=0.05)
-    info = ServeInfo(engine="transformers", model="tiny", policy=policy, api_key=API_KEY)
-    port = free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(create_app(generator, info), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield {
-        "url": f"http://127.0.0.1:{port}",
-        "media": media,
-        "tmp": tmp,
-        "generator": generator,
-        "model_dir": model_dir,
-        "config": model.config,
-    }
-    srv.should_exit = True
-    thread.join(10)
-    generator.close()
+    with app_server(model_dir, policy, API_KEY) as (url, generator):
+        from transformers import AutoConfig
+
+        yield {"url": url, "media": media, "tmp": tmp, "generator": generator, "model_dir": model_dir,
+               "config": AutoConfig.from_pretrained(model_dir)}
 
 
 @pytest.fixture(scope="module")

@@ -92,10 +92,14 @@ def ask(client, url, **kwargs):
     content = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": QUESTION}]
     kwargs.setdefault("max_tokens", 8)
     kwargs.setdefault("temperature", 0)
-    return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}], **kwargs)
+    return client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": content}], **kwargs
+    )
 
 
-def transformers_tokens(model_dir: Path, clip: Path, frames: int, max_tokens: int) -> tuple[list[int], list[int]]:
+def transformers_tokens(
+    model_dir: Path, clip: Path, frames: int, max_tokens: int
+) -> tuple[list[int], list[int]]:
     """(prompt ids, greedy ids) from the transformers engine, frames sampled by the same policy."""
     import videollm  # noqa: F401
     from videollm.inference.batching import BatchedGenerator, SamplingParams
@@ -104,8 +108,12 @@ def transformers_tokens(model_dir: Path, clip: Path, frames: int, max_tokens: in
 
     model = VideoLLMForConditionalGeneration.from_pretrained(model_dir)
     generator = BatchedGenerator(model, VideoLLMProcessor.from_pretrained(model_dir), batch_size=1)
-    messages = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "-"}},
-                                             {"type": "text", "text": QUESTION}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "video_url", "video_url": {"url": "-"}}, {"type": "text", "text": QUESTION}],
+        }
+    ]
     prepared = generator.prepare(messages, [MediaPolicy(num_frames=frames).load(clip)], [])
 
     async def run():
@@ -121,17 +129,30 @@ def transformers_tokens(model_dir: Path, clip: Path, frames: int, max_tokens: in
         generator.close()
 
 
-def vllm_tokens(base_url: str, clip: Path, max_tokens: int, api_key: str = "x") -> tuple[list[int], list[int]]:
+def vllm_tokens(
+    base_url: str, clip: Path, max_tokens: int, api_key: str = "x"
+) -> tuple[list[int], list[int]]:
     body = {
         "model": "tiny",
         "max_tokens": max_tokens,
         "temperature": 0,
         "return_token_ids": True,
-        "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": data_url(clip)}},
-                                                  {"type": "text", "text": QUESTION}]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video_url", "video_url": {"url": data_url(clip)}},
+                    {"type": "text", "text": QUESTION},
+                ],
+            }
+        ],
     }
-    r = httpx.post(base_url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {api_key}"},
-                   timeout=300)
+    r = httpx.post(
+        base_url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=300,
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     return out["prompt_token_ids"], out["choices"][0]["token_ids"]
@@ -163,7 +184,10 @@ def test_openai_client_streaming_usage_and_frames(server, client, clip):
     full = ask(client, url, max_tokens=10)
     assert full.usage.completion_tokens == 10 and full.choices[0].finish_reason == "length"
     chunks = list(ask(client, url, max_tokens=10, stream=True, stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == full.choices[0].message.content
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == full.choices[0].message.content
+    )
     assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens
     # spatiotemporal_pool: T + 16 tokens (+1 newline); per-request frames move the count by exactly ΔT
     fewer = ask(client, url, max_tokens=1, extra_body={"mm_processor_kwargs": {"num_frames": 4}})
@@ -177,8 +201,9 @@ def test_our_routes_on_vllms_app(server, clip):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     info = httpx.get(server["url"] + "/v1/videollm/info", headers=headers).json()
     assert info["engine"] == "vllm" and info["frames"]["num_frames"] == 8
-    frames = httpx.post(server["url"] + "/v1/videollm/frames", json={"video": data_url(clip)}, headers=headers,
-                        timeout=60).json()
+    frames = httpx.post(
+        server["url"] + "/v1/videollm/frames", json={"video": data_url(clip)}, headers=headers, timeout=60
+    ).json()
     assert frames["num_frames"] == 8
     assert httpx.get(server["url"] + "/v1/models").status_code == 401
 

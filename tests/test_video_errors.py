@@ -8,11 +8,11 @@ import os
 import pytest
 
 from tests.media import (
+    with_unknown_codec,
     write_audio_only,
     write_counter_video,
     write_frame_dir,
     write_zero_frame_mp4,
-    with_unknown_codec,
 )
 from videollm.video import FrameSampler, MediaLimits, VideoError, load_video, probe_video
 
@@ -90,7 +90,14 @@ def test_truncated_mp4_with_index_first(tmp_path, backend):
 def test_unsupported_codec(good, tmp_path, backend):
     path = tmp_path / "odd.mp4"
     path.write_bytes(with_unknown_codec(good.read_bytes()))
-    check(error_for(path, backend=backend), 415, "unsupported video codec", "'zzzz'", "libx264", source=str(path))
+    check(
+        error_for(path, backend=backend),
+        415,
+        "unsupported video codec",
+        "'zzzz'",
+        "libx264",
+        source=str(path),
+    )
 
 
 def test_audio_only_file(tmp_path):

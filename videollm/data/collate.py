@@ -152,24 +152,29 @@ def encode(processor: Any, sample: Sample, max_length: int | None = None) -> dic
 class SupervisedDataset(torch.utils.data.Dataset):
     """`dataset[i]` encoded for training; over-long samples are skipped, reported and replaced.
 
-    Each item carries `id` and `skipped` (where-strings of samples skipped to produce it), which the
-    collator batches and the trainer counts; they never reach the model.
+    The replacement is the next sample of the same modality (so modality-grouped batches stay pure,
+    which ZeRO-3 needs). Each item carries `id` and `skipped` (where-strings of samples skipped to
+    produce it), which the collator batches and the trainer counts; they never reach the model.
     """
 
     def __init__(self, dataset: Any, processor: Any, max_length: int | None):
         self.dataset = dataset
         self.processor = processor
         self.max_length = max_length
+        self.modalities = list(dataset.modalities)
         self._too_long: set[int] = set()  # per worker process: known skips are not decoded again
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _candidates(self, i: int) -> list[int]:
+        n = len(self.modalities)
+        order = [(i + k) % n for k in range(n)]
+        return [j for j in order if self.modalities[j] == self.modalities[i]]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         skipped: list[str] = []
-        n = len(self.dataset)
-        for k in range(n):
-            j = (i + k) % n
+        for j in self._candidates(i):
             if j in self._too_long:
                 skipped.append(self.dataset.record(j).where)
                 continue
@@ -182,7 +187,10 @@ class SupervisedDataset(torch.utils.data.Dataset):
                 skipped.append(sample.where)
                 continue
             return {**item, "id": sample.id, "skipped": skipped}
-        raise ValueError(f"every sample is longer than max_length={self.max_length} after placeholder expansion")
+        raise ValueError(
+            f"every {self.modalities[i]} sample is longer than max_length={self.max_length} after placeholder "
+            "expansion; raise max_length or sample fewer frames"
+        )
 
 
 PER_VIDEO_KEYS = ("pixel_values_videos", "video_timestamps")

@@ -10,12 +10,11 @@ prediction: counted and listed in the results, never silently skipped.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +247,3 @@ def rescore(
     )
     report.write_all(output, results)
     return results
-
-
-def spec_dict(spec: TaskSpec) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(spec), default=str))

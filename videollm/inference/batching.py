@@ -32,6 +32,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # vLLM's extension: always generate max_tokens (benchmarks)
 
     @property
     def greedy(self) -> bool:
@@ -41,7 +42,8 @@ class SamplingParams:
         """Requests with equal keys can share a `generate` call (seeded ones never share)."""
         if self.seed is not None:
             return ("seed", id(self))
-        return ("greedy",) if self.greedy else ("sample", self.temperature, self.top_p)
+        key = ("greedy",) if self.greedy else ("sample", self.temperature, self.top_p)
+        return (*key, self.ignore_eos)
 
 
 @dataclass
@@ -241,6 +243,8 @@ class BatchedGenerator:
             "streamer": _RowStreamer(self, batch),
             "stopping_criteria": StoppingCriteriaList([_RowsDone(batch)]),
         }
+        if params.ignore_eos:
+            gen["min_new_tokens"] = gen["max_new_tokens"]
         if not params.greedy:
             gen.update(temperature=params.temperature, top_p=params.top_p)
         else:
@@ -259,7 +263,7 @@ class BatchedGenerator:
 
     def _push(self, job: Job, token: int) -> None:
         job.token_ids.append(token)
-        if token in self.eos_ids:
+        if token in self.eos_ids and not job.params.ignore_eos:
             return self._finish(job, "stop")
         text = self.tokenizer.decode(job.token_ids, skip_special_tokens=True)
         for s in job.params.stop:

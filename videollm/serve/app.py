@@ -76,6 +76,9 @@ def sampling_params(body: dict[str, Any], prompt_tokens: int, context: int | Non
         stop = tuple(s for s in stop if s)
     else:
         raise APIError(400, "stop must be a string or a list of strings", "stop")
+    ignore_eos = body.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise APIError(400, f"ignore_eos must be true or false, got {ignore_eos!r}", "ignore_eos")
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise APIError(400, f"seed must be an integer, got {seed!r}", "seed")
@@ -85,6 +88,7 @@ def sampling_params(body: dict[str, Any], prompt_tokens: int, context: int | Non
         top_p=number("top_p", 1.0, 1e-6, 1.0),
         seed=seed,
         stop=stop,
+        ignore_eos=ignore_eos,
     )
 
 

@@ -126,6 +126,7 @@ def converse(
     out: TextIO = sys.stdout,
 ) -> list[dict[str, Any]]:
     """One-shot with `question`, else read follow-ups until EOF / '/exit'. Returns the conversation."""
+    out = out or sys.stdout
     messages: list[dict[str, Any]] = []
     while True:
         if question is None:

@@ -42,13 +42,19 @@ def load_video(
     """Decode the frames `sampler` picks (all frames, within `limits`, when None).
 
     `backend` decodes video files (GIFs and frame directories always use Pillow); both backends
-    return the same pixels for the same indices. `short_side` resizes frames after decoding
-    (bicubic, aspect kept). `frames_fps` is the frame rate of a frame directory, which has none.
-    Errors are `VideoError`s naming the source and the fix (see `sources` for access rules).
+    return bit-identical pixels for the same indices on 8-bit streams (10-bit ones differ by the
+    rounding of their RGB conversions). `short_side` resizes frames after decoding (bicubic,
+    aspect kept). `frames_fps` is the frame rate of a frame directory, which has none.
+    `Video.timestamps` are nominal (index / fps, as LLaVA-Video reports them); in keyframe mode
+    `Video.indices` are the keyframes decoded and `Video.extra["requested_indices"]` the ones asked.
+    Errors are `VideoError`s naming the source and the fix (status 400 bad input, 403 not allowed,
+    413 over a limit or the time budget, 415 not a video / unsupported codec, 504 remote timeout).
     """
     if backend not in BACKENDS:
         raise VideoError(f"unknown backend {backend!r}; use one of {BACKENDS}")
-    if short_side is not None and (isinstance(short_side, bool) or int(short_side) != short_side or short_side < 1):
+    if short_side is not None and (
+        isinstance(short_side, bool) or int(short_side) != short_side or short_side < 1
+    ):
         raise VideoError(f"short_side must be a positive integer, got {short_side!r}")
     limits = limits or MediaLimits()
 
@@ -145,7 +151,9 @@ def _open_reader(media: Media, backend: str, deadline: Deadline, frames_fps: flo
         raise
 
 
-def _decode(reader, media: Media, sampler: FrameSampler | None, short_side: int | None, limits: MediaLimits) -> Video:
+def _decode(
+    reader, media: Media, sampler: FrameSampler | None, short_side: int | None, limits: MediaLimits
+) -> Video:
     info: VideoInfo = reader.info
     limits.check_stream(width=info.width, height=info.height, duration=info.duration, source=media.name)
     if sampler is None:

@@ -69,12 +69,16 @@ class DecordReader:
                 source=self.name,
             ) from None
 
-    def _read(self, targets: np.ndarray, keyframes_only: bool) -> Iterator[tuple[int, np.ndarray]]:
+    def _owners(self, targets: np.ndarray, keyframes_only: bool) -> np.ndarray:
+        """The keyframe each target is decoded from (itself in keyframe mode)."""
+        if keyframes_only:
+            return targets
         keys = self.info.keyframes
-        owners = targets if keyframes_only else keys[np.searchsorted(keys, targets, side="right") - 1]
-        closed = self.probe.keyframes_closed(owners)
-        keys = self.info.keyframes  # the check may have replaced the index with a complete one
-        owners = targets if keyframes_only else keys[np.searchsorted(keys, targets, side="right") - 1]
+        return keys[np.clip(np.searchsorted(keys, targets, side="right") - 1, 0, None)]
+
+    def _read(self, targets: np.ndarray, keyframes_only: bool) -> Iterator[tuple[int, np.ndarray]]:
+        closed = self.probe.keyframes_closed(self._owners(targets, keyframes_only))
+        owners = self._owners(targets, keyframes_only)  # the check may have completed the index
         position = 0  # index of the frame `next()` returns; a fresh reader starts at 0
         for target, owner in zip(targets.tolist(), owners.tolist(), strict=True):
             self.deadline.check(self.name)

@@ -151,7 +151,9 @@ class FrameDirReader:
         try:
             return Image.open(path)
         except (OSError, SyntaxError, ValueError) as e:
-            raise VideoError(f"frame {path.name!r} is not a readable image ({e})", source=self.name, status=415) from None
+            raise VideoError(
+                f"frame {path.name!r} is not a readable image ({e})", source=self.name, status=415
+            ) from None
 
     def close(self) -> None:
         pass

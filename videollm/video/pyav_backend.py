@@ -16,6 +16,8 @@ by demuxing every packet once.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import struct
 from collections.abc import Iterator
@@ -145,6 +147,14 @@ class PyAVReader:
         self.version = av.__version__
         self.container, self.stream = open_container(media)
         self.deadline = deadline
+        try:
+            self._open(media)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _open(self, media: Media) -> None:
+        deadline = self.deadline
         entries = self.stream.index_entries
         count = len(entries)
         self._index: _Index
@@ -179,8 +189,8 @@ class PyAVReader:
 
     def _full_index(self) -> None:
         self._index = _DemuxIndex(self.container, self.stream, self.name, self.deadline, rewind=True)
-        self.info = VideoInfo(
-            **{**self.info.__dict__, "keyframes": self._index.keyframes, "open_gop": self._index.open_gop}
+        self.info = dataclasses.replace(
+            self.info, keyframes=self._index.keyframes, open_gop=self._index.open_gop
         )
 
     def keyframes_closed(self, keys: np.ndarray) -> bool:
@@ -196,7 +206,8 @@ class PyAVReader:
         import av
 
         # Runs of frames decode fastest with frame threads; lone keyframes would only wait for them.
-        self.stream.thread_type = "SLICE" if keyframes_only else "AUTO"
+        if not self.stream.codec_context.is_open:
+            self.stream.thread_type = "SLICE" if keyframes_only else "AUTO"
         try:
             yield from self._read_all(targets, keyframes_only)
         except av.error.FFmpegError as e:
@@ -236,7 +247,7 @@ class PyAVReader:
                 else:
                     raise VideoError(f"keyframe {key} could not be decoded", source=self.name)
             return
-        owner = keys[np.searchsorted(keys, targets, side="right") - 1]
+        owner = keys[np.clip(np.searchsorted(keys, targets, side="right") - 1, 0, None)]
         groups = [(int(k), targets[owner == k].tolist()) for k in np.unique(owner)]
         for key, wanted in groups:
             self.deadline.check(self.name)
@@ -373,8 +384,7 @@ class _SampleTableIndex(_Index):
         ranks[np.argsort(pts, kind="stable")] = np.arange(len(pts))
         displays = start + ranks
         self.pts_to_display.update(zip(pts.tolist(), displays.tolist(), strict=True))
-        for packet, display in zip(packets, displays.tolist(), strict=True):
-            yield packet, display
+        yield from zip(packets, displays.tolist(), strict=True)
 
     def display_of(self, pts: int | None) -> int | None:
         return self.pts_to_display.get(pts)
@@ -402,10 +412,8 @@ class _DemuxIndex(_Index):
 
         self.container, self.stream = container, stream
         if rewind:
-            try:
+            with contextlib.suppress(av.error.FFmpegError):  # not seekable: nothing was read yet either
                 _seek(container, stream, stream.start_time or 0)
-            except av.error.FFmpegError:
-                pass  # not seekable: nothing was read from it yet either
         pts, dts, keys = [], [], []
         for i, packet in enumerate(_real_packets(container, stream)):
             if i % 4096 == 0:
@@ -431,7 +439,9 @@ class _DemuxIndex(_Index):
         self.pts_to_display = dict(zip(pts, self.display.tolist(), strict=True))
         self.pts_to_decode = {p: i for i, p in enumerate(pts)}
         key_positions = np.flatnonzero(np.array(keys, dtype=bool))
-        self.keyframes = np.sort(self.display[key_positions]) if key_positions.size else key_positions
+        if not key_positions.size:  # nothing flagged: decoding can still start at the stream's start
+            key_positions = np.zeros(min(1, self.num_frames), dtype=np.int64)
+        self.keyframes = np.sort(self.display[key_positions])
         # A keyframe that is not the first frame of its decode-order GOP in presentation order.
         self.open_gop = any(self.display[p] != p for p in key_positions.tolist())
 

@@ -51,12 +51,12 @@ class FrameSampler:
         if self.kind == "uniform" and self.num_frames is None:
             raise VideoError("FrameSampler.uniform needs a number of frames n ≥ 1")
         if self.num_frames is not None and (
-            isinstance(self.num_frames, bool) or int(self.num_frames) != self.num_frames or self.num_frames < 1
+            isinstance(self.num_frames, bool)
+            or int(self.num_frames) != self.num_frames
+            or self.num_frames < 1
         ):
             raise VideoError(f"number of frames must be an integer ≥ 1, got {self.num_frames!r}")
-        if self.kind == "fps" and not (
-            self.rate is not None and math.isfinite(self.rate) and self.rate > 0
-        ):
+        if self.kind == "fps" and not (self.rate is not None and math.isfinite(self.rate) and self.rate > 0):
             raise VideoError(f"FrameSampler.fps needs a frame rate > 0, got {self.rate!r}")
         for name in ("start", "end"):
             value = getattr(self, name)

@@ -15,9 +15,7 @@ import os
 import re
 import stat
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,24 +130,29 @@ def _from_data_url(url: str, limits: MediaLimits) -> Media:
             source=name,
             status=415,
         )
+    payload = "".join(payload.split())  # base64 wrapped at 76 columns is common
     limits.check_bytes(len(payload) * 3 // 4, name)  # check before decoding: no huge allocation
     try:
-        data = base64.b64decode(payload.strip(), validate=True)
+        data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as e:
         raise VideoError(f"invalid base64 in data URL payload ({e})", source=name) from None
     return _from_bytes(data, f"data:{media_type} ({len(data)} bytes)", limits)
 
 
 def _file_url_path(url: str) -> Path:
+    from urllib.request import url2pathname
+
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise VideoError(f"file:// URL names host {parts.netloc!r}; only local files are supported", source=url)
-    return Path(urllib.request.url2pathname(parts.path))
+        raise VideoError(
+            f"file:// URL names host {parts.netloc!r}; only local files are supported", source=url
+        )
+    return Path(url2pathname(parts.path))
 
 
-def _local(
-    path: Path, name: str, limits: MediaLimits, allowed_local_root: str | os.PathLike | None
-) -> Media:
+def _local(path: Path, name: str, limits: MediaLimits, allowed_local_root: str | os.PathLike | None) -> Media:
+    if allowed_local_root is not None:  # before any existence check: no probing outside the root
+        _check_under_root(path.expanduser().resolve(strict=False), allowed_local_root, name)
     try:
         resolved = path.expanduser().resolve(strict=True)
     except FileNotFoundError:
@@ -208,24 +211,25 @@ def host_allowed(host: str | None, allowed_domains: Sequence[str]) -> bool:
     return False
 
 
-class _AllowListRedirects(urllib.request.HTTPRedirectHandler):
-    def __init__(self, allowed_domains: Sequence[str]):
-        self.allowed_domains = allowed_domains
+def _redirect_handler(allowed_domains: Sequence[str]):
+    """urllib follows redirects on its own; this one refuses any that leave the allow-list."""
+    from urllib import request as urlrequest
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        parts = urllib.parse.urlsplit(newurl)
-        if parts.scheme not in ("http", "https") or not host_allowed(parts.hostname, self.allowed_domains):
-            raise VideoError(
-                f"redirect to {_short(newurl)!r} refused: its host is not in allowed_domains",
-                source=req.full_url,
-                status=403,
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    class AllowListRedirects(urlrequest.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            parts = urllib.parse.urlsplit(newurl)
+            if parts.scheme not in ("http", "https") or not host_allowed(parts.hostname, allowed_domains):
+                raise VideoError(
+                    f"redirect to {_short(newurl)!r} refused: its host is not in allowed_domains",
+                    source=req.full_url,
+                    status=403,
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return AllowListRedirects()
 
 
-def fetch_url(
-    url: str, *, allowed_domains: Sequence[str], limits: MediaLimits, deadline: Deadline
-) -> bytes:
+def fetch_url(url: str, *, allowed_domains: Sequence[str], limits: MediaLimits, deadline: Deadline) -> bytes:
     """GET `url` if its host is allow-listed, bounded by `deadline` and `limits.max_bytes`."""
     host = urllib.parse.urlsplit(url).hostname
     if not host_allowed(host, allowed_domains):
@@ -236,8 +240,11 @@ def fetch_url(
             source=url,
             status=403,
         )
-    opener = urllib.request.build_opener(_AllowListRedirects(allowed_domains))
-    request = urllib.request.Request(url, headers={"User-Agent": "videollm"})
+    from urllib import error as urlerror
+    from urllib import request as urlrequest
+
+    opener = urlrequest.build_opener(_redirect_handler(allowed_domains))
+    request = urlrequest.Request(url, headers={"User-Agent": "videollm"})
     try:
         with opener.open(request, timeout=max(deadline.remaining(), 0.001)) as response:
             length = response.headers.get("Content-Length")
@@ -251,13 +258,13 @@ def fetch_url(
                 chunks.append(chunk)
     except VideoError:
         raise
-    except urllib.error.HTTPError as e:
+    except urlerror.HTTPError as e:
         raise VideoError(f"HTTP {e.code} {e.reason} while fetching the video", source=url) from None
     except TimeoutError:
         raise VideoError(
             f"no answer within timeout_s={deadline.timeout_s:g} s while fetching", source=url, status=504
         ) from None
-    except urllib.error.URLError as e:
+    except urlerror.URLError as e:
         if isinstance(e.reason, TimeoutError):
             raise VideoError(
                 f"no answer within timeout_s={deadline.timeout_s:g} s while fetching", source=url, status=504

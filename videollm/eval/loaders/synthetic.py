@@ -17,10 +17,6 @@ from videollm.eval.loaders import VideoFinder, apply_prompt, loader, read_json_o
 from videollm.eval.tasks import TaskError, TaskSpec
 
 
-def _video(finder: VideoFinder, name: str) -> tuple[Path | None, str | None]:
-    return finder.find(name)
-
-
 @loader("synthetic_qa")
 def load_synthetic_qa(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
     """Open-ended (`kind: open_ended`) or multiple choice (`kind: multiple_choice`) from qa.jsonl."""
@@ -28,7 +24,7 @@ def load_synthetic_qa(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalIte
     items = []
     for i, r in enumerate(read_json_or_jsonl(ann)):
         require(r, ("id", "type", "qtype", "question", "answer", "video"), f"{ann} line {i + 1}")
-        video, error = _video(finder, r["video"])
+        video, error = finder.find(r["video"])
         groups = {"type": str(r["type"]), "qtype": str(r["qtype"])}
         common = dict(
             task=spec.task,
@@ -71,7 +67,7 @@ def load_synthetic_caption(spec: TaskSpec, data_dir: Path, ann: Path) -> list[Ev
     items = []
     for i, r in enumerate(read_json_or_jsonl(ann)):
         require(r, ("video_id", "video", "caption"), f"{ann} line {i + 1}")
-        video, error = _video(finder, r["video"])
+        video, error = finder.find(r["video"])
         refs = (str(r["caption"]), *[str(p) for p in r.get("paraphrases", [])])
         items.append(
             EvalItem(
