@@ -60,3 +60,16 @@ def test_hook_is_idempotent_in_process():
     _compat.install_torchvision_hook()
     shims = [f for f in sys.meta_path if type(f).__name__ == "TorchvisionOpsShim"]
     assert len(shims) <= 1
+
+
+def test_import_order_transformers_then_videollm():
+    # transformers' availability probe fires the .pth hook without importing torchvision; a second hook
+    # installed by `import videollm` must not define the schemas again when torchvision is imported.
+    r = _run("""
+        import transformers
+        import videollm
+        from transformers import AutoProcessor, LlavaOnevisionVideoProcessor
+        import torchvision
+        print("ok")
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -41,6 +41,8 @@ class TorchvisionOpsShim(importlib.abc.MetaPathFinder):
             return None
         import torch
 
+        if getattr(torch.library, "_videollm_torchvision_schemas", None) is not None:
+            return None  # another copy of this hook (the .pth's, or an earlier import) already did it
         try:
             torch.ops.load_library(os.path.join(spec.submodule_search_locations[0], "_C.so"))
         except (OSError, RuntimeError):

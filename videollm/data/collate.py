@@ -45,7 +45,9 @@ class SequenceTooLong(ValueError):
 
 
 def render(processor: Any, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
-    return processor.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    return processor.apply_chat_template(
+        list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def assistant_spans(processor: Any, messages: Sequence[dict]) -> tuple[str, list[tuple[int, int]]]:
@@ -92,7 +94,10 @@ def placeholder_ids(processor: Any) -> set[int]:
 
 
 def place_spans(
-    unexpanded: Sequence[int], expanded: Sequence[int], spans: Sequence[tuple[int, int]], placeholders: set[int]
+    unexpanded: Sequence[int],
+    expanded: Sequence[int],
+    spans: Sequence[tuple[int, int]],
+    placeholders: set[int],
 ) -> list[tuple[int, int]]:
     """Token spans of the unexpanded sequence moved to where they sit in the expanded one.
 
@@ -102,7 +107,9 @@ def place_spans(
     """
     marks = [i for i, t in enumerate(unexpanded) if t in placeholders]
     runs = [
-        j for j, t in enumerate(expanded) if t in placeholders and (j == 0 or expanded[j - 1] not in placeholders)
+        j
+        for j, t in enumerate(expanded)
+        if t in placeholders and (j == 0 or expanded[j - 1] not in placeholders)
     ]
     if len(runs) != len(marks):
         raise ValueError(
@@ -132,7 +139,9 @@ def encode(processor: Any, sample: Sample, max_length: int | None = None) -> dic
         hit = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
         if hit:
             token_spans.append((hit[0], hit[-1] + 1))
-    out = processor(text=[text], return_tensors="pt", add_special_tokens=add_special, **_media_inputs(processor, sample))
+    out = processor(
+        text=[text], return_tensors="pt", add_special_tokens=add_special, **_media_inputs(processor, sample)
+    )
     input_ids = out["input_ids"][0]
     if max_length is not None and len(input_ids) > max_length:
         marks = placeholder_ids(processor)

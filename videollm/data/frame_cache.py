@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from videollm.video.sampling import FrameSampler
     from videollm.video.types import Video
 
-_SCALARS = ("fps", "duration", "num_source_frames", "backend", "backend_version", "source", "max_timestamp_error")
+_SCALARS = (
+    "fps",
+    "duration",
+    "num_source_frames",
+    "backend",
+    "backend_version",
+    "source",
+    "max_timestamp_error",
+)
 
 
 class FrameCache:
@@ -36,7 +44,12 @@ class FrameCache:
 
     def key(self, path: str, sampler: FrameSampler) -> str:
         st = os.stat(path)
-        ident = {"path": os.path.realpath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, **asdict(sampler)}
+        ident = {
+            "path": os.path.realpath(path),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            **asdict(sampler),
+        }
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
 
     def entry(self, path: str, sampler: FrameSampler) -> Path:
@@ -60,7 +73,9 @@ class FrameCache:
         fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, frames=video.frames, timestamps=video.timestamps, indices=video.indices, meta=meta)
+                np.savez(
+                    f, frames=video.frames, timestamps=video.timestamps, indices=video.indices, meta=meta
+                )
             os.replace(tmp, entry)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

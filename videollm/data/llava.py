@@ -51,7 +51,9 @@ class DataError(ValueError):
         listed = "\n  ".join(self.problems[:MAX_LISTED])
         more = len(self.problems) - MAX_LISTED
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"{summary or f'{len(self.problems)} problem(s) in the training data'}:\n  {listed}{tail}")
+        super().__init__(
+            f"{summary or f'{len(self.problems)} problem(s) in the training data'}:\n  {listed}{tail}"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ def check_record(raw: Any, *, file: str, index: int, root: Path) -> tuple[Record
         for rel in paths:
             path = rel if os.path.isabs(rel) else str(root / rel)
             if not os.path.exists(path):
-                problems.append(f"{where}: {key} {rel!r} not found at {path}; fix the path or the file's media_root")
+                problems.append(
+                    f"{where}: {key} {rel!r} not found at {path}; fix the path or the file's media_root"
+                )
             resolved.append(path)
         media[key] = resolved
 
@@ -183,7 +187,9 @@ def check_record(raw: Any, *, file: str, index: int, root: Path) -> tuple[Record
     num_words = 0
     for t, turn in enumerate(turns):
         if not isinstance(turn, dict) or not isinstance(turn.get("value"), str) or "from" not in turn:
-            problems.append(f"{where}: turn {t} must be {{'from': 'human'|'gpt', 'value': str}}, got {turn!r}")
+            problems.append(
+                f"{where}: turn {t} must be {{'from': 'human'|'gpt', 'value': str}}, got {turn!r}"
+            )
             continue
         role = ROLES.get(str(turn["from"]).lower())
         if role is None:
@@ -196,7 +202,9 @@ def check_record(raw: Any, *, file: str, index: int, root: Path) -> tuple[Record
         found = _PLACEHOLDER.findall(value)
         if role == "assistant":
             if not value.strip():
-                problems.append(f"{where}: turn {t} is an empty assistant ('gpt') turn; give it the answer text")
+                problems.append(
+                    f"{where}: turn {t} is an empty assistant ('gpt') turn; give it the answer text"
+                )
             if found:
                 problems.append(
                     f"{where}: turn {t} (assistant) contains {found[0]}; placeholders go in human turns only"
@@ -243,8 +251,12 @@ def load_records(sources: Sequence[DataSource]) -> list[list[Record]]:
     per_source: list[list[Record]] = []
     bad_records = 0
     for s, source in enumerate(sources):
-        if not (isinstance(source.weight, int | float) and math.isfinite(source.weight) and source.weight > 0):
-            problems.append(f"data file {s} ({source.path}): weight must be a number > 0, got {source.weight!r}")
+        if not (
+            isinstance(source.weight, int | float) and math.isfinite(source.weight) and source.weight > 0
+        ):
+            problems.append(
+                f"data file {s} ({source.path}): weight must be a number > 0, got {source.weight!r}"
+            )
         if source.media_root and not Path(source.media_root).is_dir():
             problems.append(f"data file {s} ({source.path}): media_root {source.media_root} is not a folder")
         try:
@@ -254,7 +266,9 @@ def load_records(sources: Sequence[DataSource]) -> list[list[Record]]:
             per_source.append([])
             continue
         if not isinstance(raws, list):
-            problems.append(f"{source.path}: top level is a {type(raws).__name__}, expected a list of records")
+            problems.append(
+                f"{source.path}: top level is a {type(raws).__name__}, expected a list of records"
+            )
             per_source.append([])
             continue
         records = []
@@ -356,7 +370,9 @@ class LlavaDataset:
             id=record.id,
             where=record.where,
             modality=record.modality,
-            messages=[{"role": m["role"], "content": [dict(p) for p in m["content"]]} for m in record.messages],
+            messages=[
+                {"role": m["role"], "content": [dict(p) for p in m["content"]]} for m in record.messages
+            ],
             videos=videos,
             images=images,
         )

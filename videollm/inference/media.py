@@ -21,7 +21,14 @@ from videollm.video.sampling import FrameSampler
 from videollm.video.types import Video, VideoError
 
 ENV = "VIDEOLLM_MEDIA"
-FRAME_KEYS = ("num_frames", "fps", "max_frames", "start", "end")
+FRAME_KEYS = (
+    "num_frames",
+    "fps",
+    "max_frames",
+    "start",
+    "end",
+    "frames_fps",
+)  # frames_fps: of a frame directory
 
 # Server defaults: far tighter than the library's (which suit local files), so one request cannot
 # make the server decode hours of 4K video.
@@ -101,6 +108,11 @@ class MediaPolicy:
         unknown = sorted(set(settings) - set(FRAME_KEYS))
         if unknown:
             raise VideoError(f"unknown frame setting(s) {unknown}; use {', '.join(FRAME_KEYS)}")
+        frames_fps = settings.pop("frames_fps", None)
+        if frames_fps is not None and (
+            isinstance(frames_fps, bool) or not isinstance(frames_fps, int | float) or frames_fps <= 0
+        ):
+            raise VideoError(f"frames_fps must be a number > 0, got {frames_fps!r}")
         if not settings:
             return self.default_sampler()
         for key in ("num_frames", "max_frames"):
@@ -130,6 +142,7 @@ class MediaPolicy:
         """Decode `source` (path, file:// / data: / http(s) URL, bytes) under this policy."""
         from videollm.video import load_video
 
+        frames_fps = (settings or {}).get("frames_fps")
         return load_video(
             source,
             self.sampler(settings),
@@ -139,6 +152,7 @@ class MediaPolicy:
             allowed_local_root=self.allowed_local_root,
             allowed_domains=self.allowed_domains,
             timeout_s=self.timeout_s,
+            **({"frames_fps": float(frames_fps)} if frames_fps else {}),
         )
 
     def with_frames(self, num_frames: int | None = None, fps: float | None = None) -> MediaPolicy:

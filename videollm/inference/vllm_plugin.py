@@ -16,6 +16,7 @@ ARCHITECTURE = "VideoLLMForConditionalGeneration"
 MODEL_CLASS = "videollm.inference.vllm_model:VideoLLMForConditionalGeneration"
 GENERAL_PLUGIN = "videollm"
 ENDPOINT_PLUGIN = "videollm_routes"
+BACKEND = "videollm"  # the video loader's name in vLLM's registry (VLLM_VIDEO_LOADER_BACKEND)
 
 
 def register() -> None:
@@ -27,7 +28,7 @@ def register() -> None:
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, MODEL_CLASS)
-    from videollm.inference.vllm_video import BACKEND, VideoLLMVideoLoader
+    from videollm.inference.vllm_video import VideoLLMVideoLoader
 
     if BACKEND not in VIDEO_LOADER_REGISTRY.name2class:
         VIDEO_LOADER_REGISTRY.register(BACKEND)(VideoLLMVideoLoader)

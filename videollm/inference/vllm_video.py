@@ -19,9 +19,8 @@ from vllm.exceptions import GracefulHTTPError
 from vllm.multimodal.video import VideoLoader
 
 from videollm.inference.media import FRAME_KEYS, MediaPolicy
+from videollm.inference.vllm_plugin import BACKEND
 from videollm.video.types import Video, VideoError
-
-BACKEND = "videollm"
 
 
 def video_metadata(video: Video) -> dict[str, Any]:

@@ -90,6 +90,12 @@ def stack_frames(video: Any, name: str = "video") -> np.ndarray:
         if len(video) == 0:
             raise ValueError(f"{name} has zero frames; check that it decodes and that the sampled range is not empty")
         arrays = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in video]
+        for i, frame in enumerate(arrays):
+            if frame.ndim != 3 or frame.shape[-1] != 3:
+                raise ValueError(
+                    f"{name} frame {i} has shape {tuple(frame.shape)}; frames must be H×W×3 RGB "
+                    "(a whole video is one T×H×W×3 array)"
+                )
         sizes = sorted({a.shape for a in arrays})
         if len(sizes) > 1:
             raise ValueError(

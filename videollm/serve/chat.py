@@ -123,7 +123,7 @@ def converse(
     question: str | None,
     *,
     read: Callable[[], str] = input,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> list[dict[str, Any]]:
     """One-shot with `question`, else read follow-ups until EOF / '/exit'. Returns the conversation."""
     out = out or sys.stdout

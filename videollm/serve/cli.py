@@ -105,8 +105,7 @@ def vllm_command(
     args: argparse.Namespace, extra: Sequence[str], policy: MediaPolicy, model: str
 ) -> tuple[list[str], dict[str, str]]:
     """The vLLM server command line and the environment it needs (our plugins on, policy exported)."""
-    from videollm.inference.vllm_plugin import ENDPOINT_PLUGIN, GENERAL_PLUGIN
-    from videollm.inference.vllm_video import BACKEND
+    from videollm.inference.vllm_plugin import BACKEND, ENDPOINT_PLUGIN, GENERAL_PLUGIN
     from videollm.serve.vllm_routes import API_KEY_ENV
 
     env = dict(os.environ)

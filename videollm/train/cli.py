@@ -29,11 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: videollm train train/recipes/tiny.yaml lr=1e-4 lora.r=8 --nproc 2",
     )
     p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides (dotted keys: lora.r=8)")
-    p.add_argument("--nproc", type=int, default=1, help="processes on this machine (re-launches under torchrun)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="recipe overrides (dotted keys: lora.r=8)"
+    )
+    p.add_argument(
+        "--nproc", type=int, default=1, help="processes on this machine (re-launches under torchrun)"
+    )
     p.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node runs (re-launches under deepspeed)")
     p.add_argument("--master-port", type=int, default=None, help="rendezvous port (default: a free one)")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
+    p.add_argument(
+        "--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS
+    )  # deepspeed
     return p
 
 
@@ -50,7 +56,15 @@ def launcher_command(args: argparse.Namespace) -> list[str] | None:
         return None
     port = str(args.master_port or _free_port())
     if args.hostfile:
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", args.hostfile, "--master_port", port]
+        cmd = [
+            sys.executable,
+            "-m",
+            "deepspeed.launcher.runner",
+            "--hostfile",
+            args.hostfile,
+            "--master_port",
+            port,
+        ]
         if args.nproc > 1:
             cmd += ["--num_gpus", str(args.nproc)]
         return [*cmd, "--module", MODULE, *rest]

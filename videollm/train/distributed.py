@@ -59,7 +59,9 @@ def init_deepspeed_comm() -> None:
     import deepspeed.comm as dist
 
     if not dist.is_initialized():
-        dist.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl", auto_mpi_discovery=False)
+        dist.init_distributed(
+            dist_backend="gloo" if not torch.cuda.is_available() else "nccl", auto_mpi_discovery=False
+        )
 
 
 def launched_distributed() -> bool:
@@ -81,7 +83,12 @@ class TrainingMode:
     ddp_backend: str | None
 
     def as_kwargs(self) -> dict:
-        return {"use_cpu": self.use_cpu, "bf16": self.bf16, "fp16": self.fp16, "ddp_backend": self.ddp_backend}
+        return {
+            "use_cpu": self.use_cpu,
+            "bf16": self.bf16,
+            "fp16": self.fp16,
+            "ddp_backend": self.ddp_backend,
+        }
 
 
 def training_mode(precision: str, cuda: bool | None = None) -> TrainingMode:

@@ -1,9 +1,9 @@
 """The model a run starts from: a video checkpoint as is, or an image model made into a video model.
 
 `model.base` naming a videollm or LLaVA-OneVision checkpoint (with no other connector asked for) is
-loaded as it is, 4-bit for `qlora`; anything else goes through `videollm.model.from_image_llm`,
-seeded with the recipe's seed so the freshly initialised parts (projector, connector, newline) are
-the same every time the base is rebuilt (export rebuilds it).
+loaded as it is, 4-bit for `qlora`; anything else goes through `videollm.model.from_image_llm`
+(or `tiny`), seeded with the recipe's seed. An assembled base has freshly initialised parts, so
+LoRA runs save it next to their adapters (`base/`), which is what export merges into.
 """
 
 from __future__ import annotations
@@ -42,6 +42,16 @@ def load_base(recipe: Recipe, compute_dtype: torch.dtype = torch.float32) -> Bas
 
     spec = recipe.model
     set_seed(recipe.seed)
+    if spec.tiny is not None:
+        from videollm.model.builders import tiny
+
+        if recipe.strategy == "qlora":
+            raise RecipeError("strategy 'qlora' needs a saved video checkpoint as model.base, not model.tiny")
+        options = {"seed": recipe.seed, **spec.tiny}
+        if spec.connector is not None:
+            options["connector"] = spec.connector
+        model, processor = tiny(**options, **spec.config)
+        return Base(model.float(), processor, assembled=True)
     model_type = _model_type(spec.base) if spec.base else None
     if model_type in CHECKPOINT_TYPES:
         config = VideoLLMConfig.from_pretrained(spec.base)

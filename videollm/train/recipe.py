@@ -34,10 +34,12 @@ class ModelSpec:
 
     `base` is a videollm / LLaVA-OneVision checkpoint (loaded as is), or a LLaVA-family image model
     (then `connector` and `config` say how it becomes a video model); `vision` + `lm` instead join a
-    vision encoder and a causal LM with a fresh projector (a local folder or a hub id each).
+    vision encoder and a causal LM with a fresh projector (a local folder or a hub id each); `tiny`
+    builds `videollm.model.tiny(**tiny)`, a seeded toy model for smoke tests and CI.
     """
 
     base: str | None = None
+    tiny: dict | None = None
     vision: str | None = None
     lm: str | None = None
     connector: str | dict | None = None
@@ -219,7 +221,9 @@ def _build(cls: type, values: dict, where: str) -> Any:
     missing = [
         f.name
         for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in kwargs
     ]
     if missing:
         raise RecipeError(f"{where or 'recipe'}: missing required field(s) {', '.join(missing)}")
@@ -229,7 +233,9 @@ def _build(cls: type, values: dict, where: str) -> Any:
 def apply_override(tree: dict, override: str) -> None:
     """Set one `dotted.key=value` in the raw recipe tree (value parsed as YAML)."""
     if "=" not in override:
-        raise RecipeError(f"override {override!r} is not key=value (e.g. lr=1e-4, lora.r=16, data.files.0.weight=2)")
+        raise RecipeError(
+            f"override {override!r} is not key=value (e.g. lr=1e-4, lora.r=16, data.files.0.weight=2)"
+        )
     key, raw = override.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -238,7 +244,9 @@ def apply_override(tree: dict, override: str) -> None:
     parts = key.strip().split(".")
     node: Any = tree
     for depth, part in enumerate(parts[:-1]):
-        child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
+        child = (
+            node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
+        )
         if isinstance(node, dict):
             child = node.get(part)
             if child is None:
@@ -300,10 +308,11 @@ def check_recipe(recipe: Recipe, source: str = "recipe") -> None:
     """Cross-field checks that types alone cannot express."""
     problems = []
     m = recipe.model
-    if not m.base and not (m.vision and m.lm):
-        problems.append("model.base is required (or model.vision and model.lm)")
-    if m.base and (m.vision or m.lm):
-        problems.append("give model.base or model.vision + model.lm, not both")
+    sources = [bool(m.base), bool(m.vision or m.lm), m.tiny is not None]
+    if sum(sources) != 1:
+        problems.append("give exactly one of model.base, model.vision + model.lm, or model.tiny")
+    elif (m.vision or m.lm) and not (m.vision and m.lm):
+        problems.append("model.vision and model.lm go together (a vision encoder and a causal LM)")
     if not recipe.data.files:
         problems.append("data.files is empty; list at least one LLaVA JSON/JSONL file")
     for name in ("batch_size", "grad_accum", "max_length", "log_steps", "save_steps"):

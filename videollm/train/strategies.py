@@ -169,7 +169,9 @@ def qlora(model: nn.Module, recipe: Recipe) -> PeftModel:
         )
     disable_cpu_weight_repacking(model)
     model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=recipe.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        model,
+        use_gradient_checkpointing=recipe.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
     return lora(model, recipe)
 

@@ -69,7 +69,9 @@ def load_datasets(recipe: Recipe) -> tuple[LlavaDataset, LlavaDataset | None]:
     train = LlavaDataset(data_sources(recipe.data.files), sampler, frame_cache=cache, seed=recipe.seed)
     evaluation = None
     if recipe.data.eval_files:
-        evaluation = LlavaDataset(data_sources(recipe.data.eval_files), sampler, frame_cache=cache, seed=recipe.seed)
+        evaluation = LlavaDataset(
+            data_sources(recipe.data.eval_files), sampler, frame_cache=cache, seed=recipe.seed
+        )
     return train, evaluation
 
 
@@ -89,7 +91,9 @@ def deepspeed_config(path: str | None) -> dict | None:
 
 
 def offloads_optimizer(config: dict | None) -> bool:
-    device = ((config or {}).get("zero_optimization", {}).get("offload_optimizer") or {}).get("device", "none")
+    device = ((config or {}).get("zero_optimization", {}).get("offload_optimizer") or {}).get(
+        "device", "none"
+    )
     return device not in ("none", None)
 
 
@@ -140,7 +144,9 @@ class VideoLLMTrainer(Trainer):
         self._sample_log = None
         if recipe.log_samples:
             Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
-            self._sample_log = open(Path(recipe.output_dir) / f"samples.rank{self.args.process_index}.jsonl", "a")  # noqa: SIM115
+            self._sample_log = open(
+                Path(recipe.output_dir) / f"samples.rank{self.args.process_index}.jsonl", "a"
+            )  # noqa: SIM115
 
     # ----- optimizer ------------------------------------------------------------------------------
 
@@ -210,8 +216,7 @@ class VideoLLMTrainer(Trainer):
         if model.training:
             self.skipped += skipped
             if self._sample_log is not None and ids is not None:
-                self._sample_log.write(json.dumps({"step": self.state.global_step, "ids": ids}) + "\n")
-                self._sample_log.flush()
+                self._log_samples(ids)
         if self.distiller is None or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
@@ -223,6 +228,18 @@ class VideoLLMTrainer(Trainer):
                 extra = extra / self.current_gradient_accumulation_steps  # the Trainer will not divide
             loss = loss + extra
         return (loss, outputs) if return_outputs else loss
+
+    def _log_samples(self, ids: list[str]) -> None:
+        """One line per micro-batch: step, sample ids, and a checksum of the trainable weights.
+
+        Identical checksums across ranks at every step are what shows the gradients are synchronised
+        (the CPU trap in videollm.train.distributed); the ids show which samples each rank trained on.
+        """
+        with torch.no_grad():
+            checksum = sum(float(p.double().sum()) for p in self.model.parameters() if p.requires_grad)
+        line = {"step": self.state.global_step, "ids": ids, "checksum": checksum}
+        self._sample_log.write(json.dumps(line) + "\n")
+        self._sample_log.flush()
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
@@ -304,8 +321,14 @@ def train(recipe: Recipe) -> RunResult:
         init_deepspeed_comm()
     train_raw, eval_raw = load_datasets(recipe)
     distill = recipe.distill is not None and recipe.distill.weight > 0
-    if distill and recipe.deepspeed and (deepspeed_config(recipe.deepspeed) or {}).get("zero_optimization", {}).get("stage") == 3:
-        raise RecipeError("distill keeps a frozen copy of the model, which ZeRO-3 partitions away; use train/deepspeed/zero2.json")
+    if (
+        distill
+        and recipe.deepspeed
+        and (deepspeed_config(recipe.deepspeed) or {}).get("zero_optimization", {}).get("stage") == 3
+    ):
+        raise RecipeError(
+            "distill keeps a frozen copy of the model, which ZeRO-3 partitions away; use train/deepspeed/zero2.json"
+        )
 
     compute_dtype = torch.bfloat16 if mode.bf16 else torch.float32
     base = load_base(recipe, compute_dtype)
@@ -335,7 +358,9 @@ def train(recipe: Recipe) -> RunResult:
         model=model,
         args=args,
         train_dataset=SupervisedDataset(train_raw, processor, recipe.max_length),
-        eval_dataset=SupervisedDataset(eval_raw, processor, recipe.max_length) if eval_raw is not None else None,
+        eval_dataset=SupervisedDataset(eval_raw, processor, recipe.max_length)
+        if eval_raw is not None
+        else None,
         data_collator=Collator(pad),
         processing_class=processor,
         recipe=recipe,
@@ -366,4 +391,11 @@ def train(recipe: Recipe) -> RunResult:
     return result
 
 
-__all__ = ["RunResult", "VideoLLMTrainer", "load_datasets", "resume_checkpoint", "train", "training_arguments"]
+__all__ = [
+    "RunResult",
+    "VideoLLMTrainer",
+    "load_datasets",
+    "resume_checkpoint",
+    "train",
+    "training_arguments",
+]
