@@ -18,7 +18,9 @@ def tiny_model():
     (build a fresh one with `videollm.model.tiny` for that).
     """
 
-    def get(connector: str | dict | None = "spatial_pool", vision: str = "clip", lm: str = "llama", **overrides):
+    def get(
+        connector: str | dict | None = "spatial_pool", vision: str = "clip", lm: str = "llama", **overrides
+    ):
         from videollm.model import tiny
 
         key = json.dumps([connector, vision, lm, overrides], sort_keys=True)
@@ -38,8 +40,3 @@ def onevision_tiny(tiny_model):
 def random_clip(frames: int = 4, height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
     """uint8 T×H×W×3 noise: every frame differs, sizes are not the tower's, so resizing is exercised."""
     return np.random.default_rng(seed).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def clip() -> np.ndarray:
-    return random_clip()

@@ -99,8 +99,12 @@ def sources(tmp_path_factory):
         )
     )
     llava.save_pretrained(root / "llava")
-    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **clip_stats)
-    LlavaProcessor(image_processor=image_processor, tokenizer=image_only, patch_size=8).save_pretrained(root / "llava")
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, **clip_stats
+    )
+    LlavaProcessor(image_processor=image_processor, tokenizer=image_only, patch_size=8).save_pretrained(
+        root / "llava"
+    )
     made["llava"] = llava
 
     nxt = LlavaNextForConditionalGeneration(
@@ -131,8 +135,20 @@ def sources(tmp_path_factory):
 
     plain = tiny_tokenizer(placeholders=())
     for name, tower, tower_processor, lm_cls, lm_config in (
-        ("clip", CLIPVisionModel(CLIPVisionConfig(**TOWER)), CLIPImageProcessorPil(**clip_stats), LlamaForCausalLM, LlamaConfig),
-        ("siglip", SiglipVisionModel(SiglipVisionConfig(**TOWER)), SiglipImageProcessorPil(), Qwen2ForCausalLM, Qwen2Config),
+        (
+            "clip",
+            CLIPVisionModel(CLIPVisionConfig(**TOWER)),
+            CLIPImageProcessorPil(**clip_stats),
+            LlamaForCausalLM,
+            LlamaConfig,
+        ),
+        (
+            "siglip",
+            SiglipVisionModel(SiglipVisionConfig(**TOWER)),
+            SiglipImageProcessorPil(),
+            Qwen2ForCausalLM,
+            Qwen2Config,
+        ),
     ):
         tower.save_pretrained(root / name)
         tower_processor.save_pretrained(root / name)

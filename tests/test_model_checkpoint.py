@@ -13,7 +13,13 @@ from conftest import random_clip
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
-from videollm.model import VideoLLMConfig, VideoLLMForConditionalGeneration, VideoLLMModel, VideoLLMProcessor, tiny
+from videollm.model import (
+    VideoLLMConfig,
+    VideoLLMForConditionalGeneration,
+    VideoLLMModel,
+    VideoLLMProcessor,
+    tiny,
+)
 from videollm.model.checkpoint import SAVED_PREFIXES
 
 RESAMPLER = {"type": "resampler", "num_queries": 3, "per_frame": True, "temporal_embed": "learned"}
@@ -23,7 +29,13 @@ RESAMPLER = {"type": "resampler", "num_queries": 3, "per_frame": True, "temporal
 def saved_resampler(tmp_path_factory):
     """A non-default model (resampler per frame + frame newlines + ST-Adapter + prompts), saved."""
     model, processor = tiny(
-        RESAMPLER, "siglip", "qwen2", newline="frame", adapter={"layers": [1]}, prompt={"num_tokens": 2}, seed=1
+        RESAMPLER,
+        "siglip",
+        "qwen2",
+        newline="frame",
+        adapter={"layers": [1]},
+        prompt={"num_tokens": 2},
+        seed=1,
     )
     with torch.no_grad():  # adapters are zero at init: make them matter for the round trip
         for name, param in model.named_parameters():
@@ -38,7 +50,9 @@ def saved_resampler(tmp_path_factory):
 def test_non_default_connector_round_trip(saved_resampler):
     model, processor, path = saved_resampler
     config = json.loads((path / "config.json").read_text())
-    assert config["model_type"] == "videollm" and config["architectures"] == ["VideoLLMForConditionalGeneration"]
+    assert config["model_type"] == "videollm" and config["architectures"] == [
+        "VideoLLMForConditionalGeneration"
+    ]
     assert config["connector"]["type"] == "resampler" and config["newline"] == "frame"
     with safe_open(path / "model.safetensors", "pt") as f:
         keys = list(f.keys())
@@ -55,7 +69,8 @@ def test_non_default_connector_round_trip(saved_resampler):
     loaded_processor = VideoLLMProcessor.from_pretrained(path)
     assert loaded_processor.connector == processor.connector and loaded_processor.newline == "frame"
     text = processor.apply_chat_template(
-        [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}], add_generation_prompt=True
+        [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}],
+        add_generation_prompt=True,
     )
     inputs = loaded_processor(text=text, videos=random_clip(3), return_tensors="pt")
     assert "video_timestamps" in inputs  # the connector has a temporal embedding
@@ -70,7 +85,9 @@ def test_auto_classes_load_videollm_checkpoints(saved_resampler):
     assert type(AutoModel.from_pretrained(path)) is VideoLLMModel
     processor = AutoProcessor.from_pretrained(path)
     assert type(processor) is VideoLLMProcessor
-    assert type(processor.image_processor).__name__ == "LlavaOnevisionImageProcessorPil"  # no torchvision needed
+    assert (
+        type(processor.image_processor).__name__ == "LlavaOnevisionImageProcessorPil"
+    )  # no torchvision needed
 
 
 def test_import_is_light_and_registers_lazily(saved_resampler):

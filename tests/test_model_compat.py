@@ -41,7 +41,9 @@ def test_default_connector_gives_onevision_logits(tiny_model, vision, lm):
 
 
 def test_avg_pool_before_projector_gives_next_video_logits(tiny_model):
-    model, processor = tiny_model({"type": "spatial_pool", "mode": "avg", "stride": 2, "stage": "pre"}, newline="none")
+    model, processor = tiny_model(
+        {"type": "spatial_pool", "mode": "avg", "stride": 2, "stage": "pre"}, newline="none"
+    )
     config = model.config
     stock_config = LlavaNextVideoConfig(
         vision_config=config.vision_config.to_dict(),
@@ -59,7 +61,9 @@ def test_avg_pool_before_projector_gives_next_video_logits(tiny_model):
     assert (inputs["input_ids"] == config.video_token_index).sum() == 3 * 2 * 2  # 4×4 grid pooled to 2×2
     with torch.no_grad():
         ours = model(**inputs).logits
-        theirs = stock(input_ids=inputs["input_ids"], pixel_values_videos=inputs["pixel_values_videos"]).logits
+        theirs = stock(
+            input_ids=inputs["input_ids"], pixel_values_videos=inputs["pixel_values_videos"]
+        ).logits
     assert torch.equal(ours, theirs)
 
 
@@ -81,12 +85,19 @@ def test_onevision_checkpoint_is_stock_onevision(onevision_tiny, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "llava_onevision"
     assert config["architectures"] == ["LlavaOnevisionForConditionalGeneration"]
-    assert json.loads((tmp_path / "processor_config.json").read_text())["processor_class"] == "LlavaOnevisionProcessor"
+    assert (
+        json.loads((tmp_path / "processor_config.json").read_text())["processor_class"]
+        == "LlavaOnevisionProcessor"
+    )
 
     with safe_open(tmp_path / "model.safetensors", "pt") as f:
         keys = list(f.keys())
-    assert all(k.startswith(SAVED_PREFIXES) for k in keys), [k for k in keys if not k.startswith(SAVED_PREFIXES)]
-    assert any(k.startswith("vision_tower.vision_model.encoder.layers.") for k in keys)  # the layout vLLM reads
+    assert all(k.startswith(SAVED_PREFIXES) for k in keys), [
+        k for k in keys if not k.startswith(SAVED_PREFIXES)
+    ]
+    assert any(
+        k.startswith("vision_tower.vision_model.encoder.layers.") for k in keys
+    )  # the layout vLLM reads
 
     stock, info = LlavaOnevisionForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
@@ -112,7 +123,7 @@ def test_stock_onevision_checkpoint_loads_as_videollm(tmp_path):
     """A checkpoint stock transformers wrote (flattened vision tower) loads into the videollm classes."""
     from videollm.model import tiny
 
-    model, processor = tiny("spatial_pool", "siglip", "qwen2", seed=3)
+    model, _ = tiny("spatial_pool", "siglip", "qwen2", seed=3)
     stock = LlavaOnevisionForConditionalGeneration(model.config.to_onevision())
     stock.load_state_dict(model.state_dict())
     stock.save_pretrained(tmp_path)

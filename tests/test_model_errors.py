@@ -26,7 +26,9 @@ def _text(processor, conversation=ONE_VIDEO):
 
 def test_placeholders_must_match_videos(model_and_processor):
     _, processor = model_and_processor
-    with pytest.raises(ValueError, match=r"1 <video> placeholder\(s\) but 2 video\(s\).*one <video> in the text per video"):
+    with pytest.raises(
+        ValueError, match=r"1 <video> placeholder\(s\) but 2 video\(s\).*one <video> in the text per video"
+    ):
         processor(text=_text(processor), videos=[random_clip(), random_clip()])
     with pytest.raises(ValueError, match=r"1 <video> placeholder\(s\) but 0 video\(s\)"):
         processor(text=_text(processor))
@@ -37,14 +39,22 @@ def test_model_checks_placeholders_against_features(model_and_processor):
     inputs = processor(text=_text(processor), videos=[random_clip(4)], return_tensors="pt")
     ids = inputs["input_ids"]
     video_positions = (ids[0] == model.config.video_token_index).nonzero()[:, 0]
-    ids = torch.cat([ids[:, : video_positions[0]], ids[:, video_positions[0] + 1 :]], dim=1)  # one placeholder short
-    with pytest.raises(ValueError, match=r"\d+ video placeholder tokens but the videos make \d+ tokens.*VideoLLMProcessor"):
+    ids = torch.cat(
+        [ids[:, : video_positions[0]], ids[:, video_positions[0] + 1 :]], dim=1
+    )  # one placeholder short
+    with pytest.raises(
+        ValueError, match=r"\d+ video placeholder tokens but the videos make \d+ tokens.*VideoLLMProcessor"
+    ):
         model(input_ids=ids, pixel_values_videos=inputs["pixel_values_videos"])
 
 
 def test_frames_of_mixed_sizes(model_and_processor):
     _, processor = model_and_processor
-    frames = [np.zeros((40, 48, 3), np.uint8), np.zeros((40, 48, 3), np.uint8), np.zeros((30, 48, 3), np.uint8)]
+    frames = [
+        np.zeros((40, 48, 3), np.uint8),
+        np.zeros((40, 48, 3), np.uint8),
+        np.zeros((30, 48, 3), np.uint8),
+    ]
     with pytest.raises(ValueError, match=r"video 0 has frames of mixed sizes .*resize them to one size"):
         processor(text=_text(processor), videos=[frames])
 
@@ -69,7 +79,9 @@ def test_video_longer_than_the_context():
     with pytest.raises(ValueError, match=message) as error:
         processor(text=_text(processor), videos=[random_clip(16)])
     text_tokens, frames = (int(g) for g in re.match(message, str(error.value)).groups())
-    assert 1 + text_tokens + 4 * frames <= 64 < 1 + text_tokens + 4 * (frames + 1)  # the largest count that fits
+    assert (
+        1 + text_tokens + 4 * frames <= 64 < 1 + text_tokens + 4 * (frames + 1)
+    )  # the largest count that fits
     processor(text=_text(processor), videos=[random_clip(frames)])  # and it does fit
 
 
@@ -96,17 +108,29 @@ def test_bad_video_values(model_and_processor):
 
 def test_time_instruction_needs_timestamps():
     _, processor = tiny(time_instruction=True)
-    with pytest.raises(ValueError, match=r"time_instruction needs frame timestamps; pass a videollm.video.Video"):
+    with pytest.raises(
+        ValueError, match=r"time_instruction needs frame timestamps; pass a videollm.video.Video"
+    ):
         processor(text=_text(processor), videos=[random_clip()])
 
 
 def test_bad_config_values():
-    clip = {"model_type": "clip_vision_model", "image_size": 32, "patch_size": 8, "hidden_size": 32}
+    clip = {
+        "model_type": "clip_vision_model",
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "num_attention_heads": 2,
+    }
     with pytest.raises(ValueError, match=r"class token.*set vision_feature_select_strategy='default'"):
         VideoLLMConfig(vision_config=clip, vision_feature_select_strategy="full")
-    with pytest.raises(ValueError, match=r"newline"):
+    with pytest.raises(ValueError, match=r"newline='after' is invalid; use 'video'"):
         VideoLLMConfig(vision_config=clip, vision_feature_select_strategy="default", newline="after")
     with pytest.raises(ValueError, match=r"connector.type='pooling' is invalid: use one of"):
-        VideoLLMConfig(vision_config=clip, vision_feature_select_strategy="default", connector={"type": "pooling"})
-    with pytest.raises(ValueError, match=r"newline='frame'.*not a whole number per frame.*use newline 'video' or 'none'"):
+        VideoLLMConfig(
+            vision_config=clip, vision_feature_select_strategy="default", connector={"type": "pooling"}
+        )
+    with pytest.raises(
+        ValueError, match=r"newline='frame'.*not a whole number per frame.*use newline 'video' or 'none'"
+    ):
         num_video_tokens({"type": "spatiotemporal_pool"}, "frame", 3, (4, 4))

@@ -23,12 +23,20 @@ def _video(frames: int, fps: float = 2.0, seed: int = 0) -> Video:
 
 
 def test_multi_turn_video_and_image_generate(tiny_model):
-    model, processor = tiny_model({"type": "slowfast", "slow_every": 2}, "siglip", "qwen2", time_instruction=True)
+    model, processor = tiny_model(
+        {"type": "slowfast", "slow_every": 2}, "siglip", "qwen2", time_instruction=True
+    )
     image = Image.fromarray(random_clip(1, 50, 70, seed=3)[0])
     conversation = [
-        {"role": "user", "content": [{"type": "video", "video": _video(4)}, {"type": "text", "text": "What happens?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "video", "video": _video(4)}, {"type": "text", "text": "What happens?"}],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "A square moves."}]},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "And here?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": "And here?"}],
+        },
     ]
     inputs = processor.apply_chat_template(
         conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
@@ -51,7 +59,12 @@ def test_batched_generate_with_different_frame_counts(tiny_model):
     model, processor = tiny_model("spatiotemporal_pool", "clip", "llama")
     conversations = [
         [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Short clip?"}]}],
-        [{"role": "user", "content": [{"type": "text", "text": "Two clips:"}, {"type": "video"}, {"type": "video"}]}],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Two clips:"}, {"type": "video"}, {"type": "video"}],
+            }
+        ],
     ]
     texts = [processor.apply_chat_template(c, add_generation_prompt=True) for c in conversations]
     videos = [random_clip(3, seed=1), random_clip(5, seed=2), random_clip(3, seed=4)]

@@ -37,7 +37,11 @@ def test_frozen_image_model_trains_exactly_connector_and_projector(connector):
     model(**_batch(processor)).loss.backward()
 
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    expected = {n for n, _ in model.named_parameters() if n.startswith(("model.connector.", "model.multi_modal_projector."))}
+    expected = {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith(("model.connector.", "model.multi_modal_projector."))
+    }
     assert any(n.startswith("model.connector.") for n in expected)
     assert with_grad == expected
 
@@ -54,7 +58,9 @@ def test_adapters_start_as_the_image_model(tmp_path):
         if ".st_adapter.up." in name:
             assert torch.count_nonzero(param) == 0, name
         elif ".st_adapter." in name and name.endswith("weight"):
-            assert torch.isfinite(param).all() and param.abs().sum() > 0, name  # initialised, not empty memory
+            assert torch.isfinite(param).all() and param.abs().sum() > 0, (
+                name
+            )  # initialised, not empty memory
     inputs = _batch(processor)
     with torch.no_grad():
         assert torch.allclose(adapted.eval()(**inputs).logits, model(**inputs).logits, atol=1e-6)

@@ -64,7 +64,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("lr=fast", "field 'lr': expected a number, got 'fast'"),
         ("batch_size=2.5", "field 'batch_size': expected an integer, got 2.5"),
         ("strategy=lorra", "'lorra' is not one of"),
-        ("lora.rank=4", "unknown field 'lora.rank'; did you mean 'r'?"),
+        ("lora.alhpa=4", "unknown field 'lora.alhpa'; did you mean 'alpha'?"),
         ("learning_rate=1", "unknown field 'learning_rate'"),
         ("data.files.5.weight=1", "data.files.5 is not a section"),
         ("lr", "is not key=value"),

@@ -47,4 +47,16 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConnectorConfig",
+    "FrameTransform",
+    "VideoLLMConfig",
+    "VideoLLMForConditionalGeneration",
+    "VideoLLMModel",
+    "VideoLLMProcessor",
+    "build_processor",
+    "from_image_llm",
+    "tiny",
+    "tiny_tokenizer",
+    "video_num_tokens",
+]

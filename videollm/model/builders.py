@@ -70,7 +70,9 @@ def connector_dict(connector: str | dict | ConnectorConfig | None) -> dict:
 
 def onevision_pinpoints(image_size: int, max_tiles: int = 6) -> list[list[int]]:
     """LLaVA-OneVision's anyres grid (1..6 tiles per side) for a tower of `image_size` pixels."""
-    return [[image_size * i, image_size * j] for i in range(1, max_tiles + 1) for j in range(1, max_tiles + 1)]
+    return [
+        [image_size * i, image_size * j] for i in range(1, max_tiles + 1) for j in range(1, max_tiles + 1)
+    ]
 
 
 def build_processor(
@@ -242,7 +244,9 @@ def from_image_llm(
     newline, adapter, prompt, num_frames, ...) say how the image model becomes a video model. Hub loading
     options (`revision`, `token`, `local_files_only`, ...) go in `overrides` too.
     """
-    load_kwargs = {k: overrides.pop(k) for k in ("revision", "token", "local_files_only", "cache_dir") if k in overrides}
+    load_kwargs = {
+        k: overrides.pop(k) for k in ("revision", "token", "local_files_only", "cache_dir") if k in overrides
+    }
     if isinstance(source, (tuple, list)):
         return _from_pair(*source, connector, dtype, chat_template, overrides, load_kwargs)
     source_config = AutoConfig.from_pretrained(source, **load_kwargs)
@@ -254,7 +258,9 @@ def from_image_llm(
     tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
     _add_placeholders(tokenizer)
     vision = source_config.vision_config
-    fields = {k: getattr(source_config, k) for k in SHARED_FIELDS if getattr(source_config, k, None) is not None}
+    fields = {
+        k: getattr(source_config, k) for k in SHARED_FIELDS if getattr(source_config, k, None) is not None
+    }
     fields.setdefault("image_grid_pinpoints", [[vision.image_size, vision.image_size]])
     config = VideoLLMConfig(
         vision_config=vision.to_dict(),
@@ -263,7 +269,9 @@ def from_image_llm(
         video_token_index=tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
         **{**fields, "image_token_index": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), **overrides},
     )
-    model = VideoLLMForConditionalGeneration.from_pretrained(source, config=config, dtype=dtype, **load_kwargs)
+    model = VideoLLMForConditionalGeneration.from_pretrained(
+        source, config=config, dtype=dtype, **load_kwargs
+    )
     if len(tokenizer) > model.config.text_config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
     mean, std = _image_stats(source, vision.model_type, **load_kwargs)
@@ -282,7 +290,9 @@ def _from_pair(
 ) -> tuple[VideoLLMForConditionalGeneration, VideoLLMProcessor]:
     """Vision encoder + causal LM + a fresh projector (and newline, connector)."""
     vision_config = _vision_config(AutoConfig.from_pretrained(vision_source, **load_kwargs))
-    vision_model = MODEL_MAPPING[type(vision_config)].from_pretrained(vision_source, dtype=dtype, **load_kwargs)
+    vision_model = MODEL_MAPPING[type(vision_config)].from_pretrained(
+        vision_source, dtype=dtype, **load_kwargs
+    )
     lm = AutoModelForCausalLM.from_pretrained(lm_source, dtype=dtype, **load_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(lm_source, **load_kwargs)
     _add_placeholders(tokenizer)
@@ -311,7 +321,9 @@ def _from_pair(
         for k, v in lm.state_dict().items()
     }
     result = model.load_state_dict(state, strict=False)
-    carried = {k for k in model.state_dict() if k.startswith(("model.vision_tower.", "model.language_model."))}
+    carried = {
+        k for k in model.state_dict() if k.startswith(("model.vision_tower.", "model.language_model."))
+    }
     unloaded = sorted(carried & set(result.missing_keys))
     unexpected = [k for k in result.unexpected_keys if not k.startswith("model.vision_tower.head.")]
     if unloaded or unexpected:

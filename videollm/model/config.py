@@ -10,12 +10,13 @@ and saves as one, so stock transformers and vLLM load the checkpoint.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers.models.llava_onevision.configuration_llava_onevision import LlavaOnevisionConfig
 
 from videollm.model.connectors import DEFAULT, ConnectorConfig
+from videollm.model.tokens import NEWLINES
 
 # What the classes are called in a stock LLaVA-OneVision checkpoint.
 ONEVISION_ARCHITECTURES = {
@@ -49,7 +50,7 @@ class VideoLLMConfig(LlavaOnevisionConfig):
     model_type = "videollm"
 
     connector: dict | None = None
-    newline: Literal["video", "frame", "none"] = "video"
+    newline: str = "video"
     time_instruction: bool = False
     adapter: dict | None = None
     prompt: dict | None = None
@@ -59,6 +60,11 @@ class VideoLLMConfig(LlavaOnevisionConfig):
         # Normalised through ConnectorConfig so equal strategies compare equal and typos fail here.
         self.connector = ConnectorConfig.from_dict(self.connector or DEFAULT).to_dict()
         super().__post_init__(**kwargs)
+        if self.newline not in NEWLINES:
+            raise ValueError(
+                f"newline={self.newline!r} is invalid; use 'video' (one after the video, LLaVA-OneVision), "
+                "'frame' (one after each frame) or 'none' (LLaVA-NeXT-Video)"
+            )
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         vision = self.vision_config
@@ -100,7 +106,9 @@ class VideoLLMConfig(LlavaOnevisionConfig):
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     @classmethod
-    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict[str, Any], dict[str, Any]]:
+    def get_config_dict(
+        cls, pretrained_model_name_or_path, **kwargs
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Read a videollm config or a LLaVA-OneVision one (the default-connector format)."""
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         model_type = config_dict.get("model_type")

@@ -39,6 +39,9 @@ class FrameTransform:
     resample: int = BICUBIC
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "size", tuple(self.size))
+        object.__setattr__(self, "mean", tuple(self.mean))
+        object.__setattr__(self, "std", tuple(self.std))
         if self.resample not in RESAMPLE:
             raise ValueError(
                 f"video resample={self.resample} is not supported; use 3 (bicubic), 2 (bilinear) or 0 (nearest)"
@@ -65,10 +68,14 @@ class FrameTransform:
     def from_dict(cls, d: dict[str, Any]) -> FrameTransform:
         size = d["size"]
         if "height" not in size or "width" not in size:
-            raise ValueError(f"video_processor.size must give height and width (the tower's input), got {size}")
+            raise ValueError(
+                f"video_processor.size must give height and width (the tower's input), got {size}"
+            )
         for flag in ("do_resize", "do_rescale", "do_normalize"):
             if d.get(flag) is False:
-                raise ValueError(f"video_processor.{flag}=false is not supported: frames must match the vision tower")
+                raise ValueError(
+                    f"video_processor.{flag}=false is not supported: frames must match the vision tower"
+                )
         return cls(
             size=(int(size["height"]), int(size["width"])),
             mean=tuple(d.get("image_mean", CLIP_MEAN)),
@@ -88,7 +95,9 @@ def stack_frames(video: Any, name: str = "video") -> np.ndarray:
         frames = video
     elif isinstance(video, Sequence) and not isinstance(video, str):
         if len(video) == 0:
-            raise ValueError(f"{name} has zero frames; check that it decodes and that the sampled range is not empty")
+            raise ValueError(
+                f"{name} has zero frames; check that it decodes and that the sampled range is not empty"
+            )
         arrays = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in video]
         for i, frame in enumerate(arrays):
             if frame.ndim != 3 or frame.shape[-1] != 3:
@@ -110,9 +119,13 @@ def stack_frames(video: Any, name: str = "video") -> np.ndarray:
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{name} must be T×H×W×3 RGB frames, got shape {tuple(frames.shape)}")
     if frames.shape[0] == 0:
-        raise ValueError(f"{name} has zero frames; check that it decodes and that the sampled range is not empty")
+        raise ValueError(
+            f"{name} has zero frames; check that it decodes and that the sampled range is not empty"
+        )
     if frames.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 pixels 0–255, got {frames.dtype}; convert with .astype(np.uint8)")
+        raise ValueError(
+            f"{name} must be uint8 pixels 0–255, got {frames.dtype}; convert with .astype(np.uint8)"
+        )
     return frames
 
 

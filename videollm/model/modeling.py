@@ -99,7 +99,9 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
         timestamps = [] if video_timestamps is None else list(video_timestamps)
         features, outputs = [], None
         for batch in batches:
-            outputs = self._encode_frames(batch, vision_feature_layer, vision_feature_select_strategy, **kwargs)
+            outputs = self._encode_frames(
+                batch, vision_feature_layer, vision_feature_select_strategy, **kwargs
+            )
             hidden = outputs.pooler_output  # (videos·frames, h·w, dim), not yet projected
             for clip in hidden.unflatten(0, batch.shape[:2]):
                 stamps = timestamps[len(features)] if timestamps else None
@@ -116,9 +118,11 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """Vision tower on all frames of `videos` (B, T, C, H, W) as one batch; selected patch features in pooler_output."""
-        num_videos, num_frames = videos.shape[:2]
+        num_frames = videos.shape[1]
         if num_frames < 1:
-            raise ValueError("a video has zero frames; check that it decodes and that the sampled range is not empty")
+            raise ValueError(
+                "a video has zero frames; check that it decodes and that the sampled range is not empty"
+            )
         kwargs["output_hidden_states"] = True
         with frames_per_video(self.vision_tower, num_frames):
             outputs = self.vision_tower(videos.flatten(0, 1), return_dict=True, **kwargs)
@@ -190,7 +194,9 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
         """OneVision's forward; the video features are computed here so they can get `video_timestamps`."""
         if pixel_values_videos is not None:
             if mm_encoder_outputs is not None:
-                raise ValueError("pass either pixel_values/pixel_values_videos or mm_encoder_outputs, not both")
+                raise ValueError(
+                    "pass either pixel_values/pixel_values_videos or mm_encoder_outputs, not both"
+                )
             mm_encoder_outputs = {
                 "video": self.get_video_features(
                     pixel_values_videos,

@@ -30,7 +30,7 @@ from videollm.video.types import Video
 
 
 class VideoLLMProcessorKwargs(ProcessingKwargs, total=False):
-    _defaults = {"text_kwargs": {"padding": False, "return_mm_token_type_ids": False}}
+    _defaults = {"text_kwargs": {"padding": False, "return_mm_token_type_ids": False}}  # noqa: RUF012 (HF's kwargs protocol)
 
 
 def time_instruction(timestamps: np.ndarray, duration: float) -> str:
@@ -99,7 +99,6 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
         time_instruction: bool = False,
         num_frames: int = 8,
         max_position_embeddings: int | None = None,
-        **kwargs,
     ):
         self.num_image_tokens = num_image_tokens
         self.vision_feature_select_strategy = vision_feature_select_strategy
@@ -111,7 +110,9 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
         if frame_transform is None:
             size = image_processor.size
             frame_transform = FrameTransform(
-                size=(size["height"], size["width"]), mean=image_processor.image_mean, std=image_processor.image_std
+                size=(size["height"], size["width"]),
+                mean=image_processor.image_mean,
+                std=image_processor.image_std,
             )
         elif isinstance(frame_transform, dict):
             frame_transform = FrameTransform.from_dict(frame_transform)
@@ -131,7 +132,11 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
 
     @property
     def is_onevision(self) -> bool:
-        return ConnectorConfig.from_dict(self.connector) == DEFAULT and self.newline == "video" and not self.time_instruction
+        return (
+            ConnectorConfig.from_dict(self.connector) == DEFAULT
+            and self.newline == "video"
+            and not self.time_instruction
+        )
 
     def video_num_tokens(self, num_frames: int) -> int:
         """Placeholder tokens for one video of `num_frames` frames (connector tokens + newlines)."""
@@ -215,7 +220,12 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
             start += count
             video_tokens = sum(self.video_num_tokens(t) for t in row_frames)
             check_fits_context(
-                self.connector, self.newline, row_frames, self.grid, len(row) - video_tokens, self.max_position_embeddings
+                self.connector,
+                self.newline,
+                row_frames,
+                self.grid,
+                len(row) - video_tokens,
+                self.max_position_embeddings,
             )
 
     def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs) -> MultiModalData:
@@ -226,7 +236,11 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
 
     @property
     def model_input_names(self) -> list[str]:
-        names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names, "pixel_values_videos"]
+        names = [
+            *self.tokenizer.model_input_names,
+            *self.image_processor.model_input_names,
+            "pixel_values_videos",
+        ]
         if ConnectorConfig.from_dict(self.connector).temporal_embed is not None:
             names.append("video_timestamps")
         return list(dict.fromkeys(names))
@@ -252,7 +266,9 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         # The PIL image processor: the torchvision one needs a torchvision that loads next to torch.
-        image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, backend="pil", **kwargs)
+        image_processor = AutoImageProcessor.from_pretrained(
+            pretrained_model_name_or_path, backend="pil", **kwargs
+        )
         tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
         return [image_processor, tokenizer]
 

@@ -90,7 +90,11 @@ class _AutoMappingsHook(importlib.abc.MetaPathFinder):
         if not self.pending:
             sys.meta_path.remove(self)
         for finder in sys.meta_path:
-            spec = finder.find_spec(name, path, target) if finder is not self and hasattr(finder, "find_spec") else None
+            spec = (
+                finder.find_spec(name, path, target)
+                if finder is not self and hasattr(finder, "find_spec")
+                else None
+            )
             if spec is not None and spec.loader is not None:
                 spec.loader = _NamingLoader(spec.loader, hook)
                 return spec

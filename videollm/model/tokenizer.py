@@ -64,5 +64,7 @@ def tiny_tokenizer(placeholders: tuple[str, ...] = (IMAGE_TOKEN, VIDEO_TOKEN)) -
         chat_template=CHAT_TEMPLATE,
         model_max_length=4096,
     )
-    tokenizer.add_special_tokens({"extra_special_tokens": list(CHATML_TOKENS)}, replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens(
+        {"extra_special_tokens": list(CHATML_TOKENS)}, replace_extra_special_tokens=False
+    )
     return tokenizer

@@ -21,10 +21,14 @@ def frame_grid(vision_config: Any) -> tuple[int, int]:
     return side, side
 
 
-def num_video_tokens(connector: dict | ConnectorConfig, newline: str, num_frames: int, grid: tuple[int, int]) -> int:
+def num_video_tokens(
+    connector: dict | ConnectorConfig, newline: str, num_frames: int, grid: tuple[int, int]
+) -> int:
     """Tokens for one video of `num_frames` frames: connector tokens plus `newline` tokens."""
     if num_frames < 1:
-        raise ValueError("a video needs at least one frame, got 0; check the video decodes and the sampler's range")
+        raise ValueError(
+            "a video needs at least one frame, got 0; check the video decodes and the sampler's range"
+        )
     cfg = ConnectorConfig.from_dict(connector)
     n = num_tokens(cfg, num_frames, *grid)
     if newline == "video":

@@ -30,10 +30,10 @@ PATCH_SIZE = 8
 MEAN = STD = (0.5, 0.5, 0.5)
 VISION_CONFIG: dict[str, Any] = {
     "model_type": "siglip_vision_model",
-    "hidden_size": 128,
-    "intermediate_size": 512,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
+    "hidden_size": 96,
+    "intermediate_size": 384,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 3,
     "image_size": IMAGE_SIZE,
     "patch_size": PATCH_SIZE,
     "vision_use_head": False,
@@ -138,6 +138,7 @@ def pretrain_vision(
     eval_clips: int = 128,
     eval_every: int = 100,
     log: Callable[[str], None] = print,
+    on_eval: Callable[[VisionPretrainer, list[dict[str, Any]]], None] | None = None,
 ) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
     """Train tower + connector + heads on fresh clips of the world's train split; returns the model and its curve."""
     torch.manual_seed(seed)
@@ -169,4 +170,6 @@ def pretrain_vision(
                 f"vision step {step}/{steps} loss {float(loss):.3f} {point['minutes']:.1f} min | "
                 + " ".join(f"{k} {v:.0f}" for k, v in acc.items())
             )
+            if on_eval is not None:
+                on_eval(model, curve)
     return model, curve

@@ -8,7 +8,7 @@ fine-tuning), video training can erase what the image model knew. A frozen copy 
   model feeds to its projector), for every image and video frame of the batch. The teacher is the
   vision tower as loaded, copied before adapters were inserted.
 - `target: lm`: KL(teacher ‖ student) between next-token distributions at supervised positions, at
-  `temperature` (Hinton et al.), on image samples (`on: image`: what the image model was good at) or
+  `temperature` (Hinton et al.), on image samples (`apply_to: image`: what the image model was good at) or
   on all of them. With LoRA the teacher is the same model with its adapters switched off (no copy);
   otherwise a frozen copy of the model as loaded.
 
@@ -104,7 +104,7 @@ class Distiller:
         return self._lm_loss(student, inputs, outputs)
 
     def _lm_loss(self, student: nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor | None:
-        if self.spec.on == "image" and inputs.get("pixel_values") is None:
+        if self.spec.apply_to == "image" and inputs.get("pixel_values") is None:
             return None
         labels = inputs["labels"]
         mask = labels[:, 1:] != IGNORE_INDEX  # positions whose next token is supervised

@@ -92,13 +92,13 @@ class DistillSpec:
 
     `target: vision` matches the vision features to the frozen encoder's (MSE); `target: lm` matches
     the LM's next-token distributions to the frozen model's (KL at `temperature`) on image samples
-    (`on: image`) or on all samples (`on: all`).
+    (`apply_to: image`) or on all samples (`apply_to: all`).
     """
 
     weight: float = 0.0
     target: Literal["vision", "lm"] = "vision"
     temperature: float = 1.0
-    on: Literal["image", "all"] = "image"
+    apply_to: Literal["image", "all"] = "image"
 
 
 @dataclass
@@ -193,6 +193,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise RecipeError(f"field {where!r}: expected a mapping of {tp.__name__} fields, got {value!r}")
         return _build(tp, value, where)
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecipeError(f"field {where!r}: expected a number, got {value!r}")
         return float(value)
@@ -244,9 +249,11 @@ def apply_override(tree: dict, override: str) -> None:
     parts = key.strip().split(".")
     node: Any = tree
     for depth, part in enumerate(parts[:-1]):
-        child = (
-            node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
-        )
+        child = None
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            child = node[int(part)]
+            if isinstance(child, str) and depth >= 1 and parts[depth - 1] in ("files", "eval_files"):
+                child = node[int(part)] = {"path": child}  # a bare data-file path, now given fields
         if isinstance(node, dict):
             child = node.get(part)
             if child is None:

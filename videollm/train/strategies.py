@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 GROUPS = ("vision", "projector", "lm")
 NEW_MODULES = ("st_adapter", "visual_prompt")  # added to the vision tower by videollm, trained as projector
 PROJECTOR_MODULES = ("multi_modal_projector", "connector", "image_newline")
-# Kept out of 4-bit quantisation: everything but the LM's linear layers.
-NOT_QUANTISED = ["vision_tower", "multi_modal_projector", "connector", "lm_head"]
+# Kept out of 4-bit quantisation: everything but the LM's linear layers (transformers matches these as
+# regexes from the start of the module name).
+NOT_QUANTISED = [r".*vision_tower", r".*multi_modal_projector", r".*connector", r".*lm_head"]
 
 
 def param_group(name: str) -> str:

@@ -51,6 +51,7 @@ class DecordReader:
         return self.probe.info
 
     def close(self) -> None:
+        self.reader = None  # frees decord's decoder threads now rather than at garbage collection
         self.probe.close()
 
     def keyframes_closed(self, keys: np.ndarray) -> bool:

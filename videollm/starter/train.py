@@ -1,0 +1,314 @@
+"""The starter's training run: vision pretraining, then the LLaVA stages, on clips rendered on the fly.
+
+`train/recipes/starter.yaml` describes the run (`StarterRecipe`): stage `vision` pretrains the tower
+and connector with supervised slot heads (`starter.vision`); stage `align` trains the projector (and
+newline) with everything else frozen; stage `finetune` adds LoRA on the LM (peft) and keeps training
+the projector. Clips come straight from the world's generator (`make_item`, the clips `videollm data
+synth` would write for the same seed) with codec noise, so no files are decoded during training.
+Held-out accuracy (a fresh world seed, the short-answer form that `videollm eval --tasks synthetic_qa`
+scores) is measured after every stage and every `eval_every` steps: the learning curve of the card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+
+from videollm.data.collate import Collator, encode
+from videollm.data.llava import Sample
+from videollm.eval.textmatch import exact_match
+from videollm.starter.clips import Clip, codec_noise, make_clip
+from videollm.starter.conversations import clip_conversation, messages, turn
+from videollm.video.types import Video
+
+Log = Callable[[str], None]
+CHAT_PROMPTS = (
+    "What is the capital of France?",
+    "Give me three tips for staying healthy.",
+    "Write a short sentence about the ocean.",
+)
+
+
+@dataclass
+class WorldSpec:
+    seed: int = 0  # training clips: split "train" of this world seed
+    eval_seed: int = 1234  # held-out clips: split "test" of a fresh seed
+    frames: int = 16  # rendered frames per clip (the `videollm data synth` default)
+    size: int = 64
+    num_frames: int = 8  # frames the model sees (uniformly sampled, as evaluation samples)
+
+
+@dataclass
+class StageSpec:
+    name: Literal["vision", "align", "finetune"]
+    steps: int
+    batch_size: int = 8
+    lr: float = 1e-3  # the stage's main learning rate (tower+connector / projector / LoRA)
+    lr_projector: float | None = None  # finetune: projector (default: lr)
+    lr_connector: float = 0.0  # align/finetune: > 0 also trains the pretrained connector
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    max_turns: int = 4
+    warmup: float = 0.05
+    eval_every: int = 0  # 0: only at the end of the stage
+
+
+@dataclass
+class StarterRecipe:
+    name: str = "starter"
+    world: WorldSpec = field(default_factory=WorldSpec)
+    stages: list[StageSpec] = field(default_factory=list)
+    eval_clips: int = 60
+    output_dir: str = "runs/starter"
+    seed: int = 0
+
+
+def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StarterRecipe:
+    """Read a starter recipe (`key=value` overrides as for `videollm train`); errors name file and field."""
+    from videollm.train.recipe import RecipeError, _build, apply_override
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found")
+    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for o in overrides:
+        apply_override(tree, o)
+    try:
+        recipe = _build(StarterRecipe, tree, "")
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    names = [s.name for s in recipe.stages]
+    if not names or names != sorted(names, key=["vision", "align", "finetune"].index) or len(set(names)) != len(names):
+        raise RecipeError(f"{path}: stages must be some of vision, align, finetune, once each and in that order; got {names}")
+    return recipe
+
+
+def as_video(clip: Clip, frames: np.ndarray | None = None, fps: float = 8.0) -> Video:
+    """A clip's sampled frames as the `Video` a decoder would return for the same indices."""
+    return Video(
+        frames=clip.frames if frames is None else frames,
+        timestamps=clip.indices / fps,
+        indices=clip.indices,
+        fps=fps,
+        duration=clip.item.num_frames / fps,
+        num_source_frames=clip.item.num_frames,
+        backend="render",
+    )
+
+
+def clip_stream(world: WorldSpec, start: int = 0) -> Iterator[Clip]:
+    index = start
+    while True:
+        yield make_clip(world.seed, "train", index, world.frames, world.size, world.num_frames)
+        index += 1
+
+
+def held_out(world: WorldSpec, n: int) -> list[Clip]:
+    return [make_clip(world.eval_seed, "test", i, world.frames, world.size, world.num_frames) for i in range(n)]
+
+
+# ----- evaluation ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model: Any, processor: Any, convs: list[list[dict]], videos: list[Video | None], max_new_tokens: int = 16) -> list[str]:
+    """Greedy replies to conversations (each ending with a user turn), batched with left padding."""
+    texts = [processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+    tokenizer = processor.tokenizer
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        vids = [v for v in videos if v is not None]
+        inputs = processor(text=texts, videos=vids or None, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = side
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return [tokenizer.decode(o[inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip() for o in out]
+
+
+def evaluate(model: Any, processor: Any, clips: list[Clip]) -> dict[str, Any]:
+    """Exact-match accuracy (%) of the short-answer form on every question of `clips`, by type and qtype."""
+    was_training = model.training
+    model.eval()
+    hits: dict[str, list[float]] = {}
+    samples = []
+    for clip in clips:
+        qs = clip.item.questions
+        if not qs:
+            continue
+        convs = [messages([(turn(q, "short")[0], "")])[:1] for q in qs]
+        video = as_video(clip)
+        preds = generate(model, processor, convs, [video] * len(qs), max_new_tokens=12)
+        for q, p in zip(qs, preds, strict=True):
+            ok = exact_match(p, q.answer)
+            for key in ("all", q.type, f"{q.type}/{q.qtype}"):
+                hits.setdefault(key, []).append(ok)
+            if len(samples) < 12:
+                samples.append({"q": q.question, "answer": q.answer, "pred": p})
+    model.train(was_training)
+    return {"accuracy": {k: 100.0 * sum(v) / len(v) for k, v in sorted(hits.items())}, "n": {k: len(v) for k, v in sorted(hits.items())}, "samples": samples}
+
+
+def chat_check(model: Any, processor: Any, prompts: tuple[str, ...] = CHAT_PROMPTS) -> list[str]:
+    """Replies to plain-text prompts: the LM's own ability, compared before and after training."""
+    was_training = model.training
+    model.eval()
+    convs = [[{"role": "user", "content": [{"type": "text", "text": p}]}] for p in prompts]
+    replies = [generate(model, processor, [c], [None], max_new_tokens=40)[0] for c in convs]
+    model.train(was_training)
+    return replies
+
+
+# ----- stages -------------------------------------------------------------------------------------
+
+
+def _schedule(stage: StageSpec) -> Callable[[int], float]:
+    warm = max(1, int(stage.warmup * stage.steps))
+    return lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, stage.steps) / stage.steps))
+
+
+def _trainable(model: Any, stage: StageSpec) -> list[dict[str, Any]]:
+    """Freeze everything, then open what the stage trains; optimizer groups with their learning rates."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    groups: dict[str, tuple[float, list]] = {"projector": (stage.lr_projector or stage.lr, []), "connector": (stage.lr_connector, []), "lora": (stage.lr, [])}
+    for name, p in model.named_parameters():
+        if "multi_modal_projector" in name or name.endswith("image_newline"):
+            key = "projector"
+        elif ".connector." in name:
+            key = "connector"
+        elif "lora_" in name and stage.name == "finetune":
+            key = "lora"
+        else:
+            continue
+        if groups[key][0] > 0:
+            p.requires_grad_(True)
+            groups[key][1].append(p)
+    return [{"params": ps, "lr": lr, "name": k} for k, (lr, ps) in groups.items() if ps]
+
+
+def add_lora(model: Any, stage: StageSpec) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=0.0, target_modules=stage.lora_targets, bias="none")
+    return get_peft_model(model, config)
+
+
+def train_llava_stage(
+    model: Any,
+    processor: Any,
+    stage: StageSpec,
+    stream: Iterator[Clip],
+    rng: np.random.Generator,
+    evaluate_now: Callable[[str, int], dict[str, Any]],
+    log: Log,
+) -> list[dict[str, Any]]:
+    """One align/finetune stage; returns its loss log."""
+    groups = _trainable(model, stage)
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage))
+    collate = Collator(processor.tokenizer.pad_token_id)
+    params = [p for g in groups for p in g["params"]]
+    model.train()
+    losses, start = [], time.perf_counter()
+    for step in range(1, stage.steps + 1):
+        features = []
+        for _ in range(stage.batch_size):
+            clip = next(stream)
+            conv = clip_conversation(clip.item, rng, max_turns=stage.max_turns)
+            video = as_video(clip, codec_noise(clip.frames, rng))
+            sample = Sample(id=clip.item.video_id, where=clip.item.video_id, modality="video", messages=conv, videos=[video])
+            features.append(encode(processor, sample))
+        batch = collate(features)
+        batch.pop("ids")
+        batch.pop("skipped")
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        if step % 10 == 0 or step == stage.steps:
+            log(f"{stage.name} step {step}/{stage.steps} loss {np.mean(losses[-10:]):.3f} {(time.perf_counter() - start) / 60:.1f} min")
+        if stage.eval_every and step % stage.eval_every == 0 and step != stage.steps:
+            evaluate_now(stage.name, step)
+    return [{"step": i + 1, "loss": v} for i, v in enumerate(losses)]
+
+
+def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = None) -> dict[str, Any]:
+    """The whole run; writes `parts/` (what the package ships), `curve.json` and `report.json` to output_dir."""
+    from videollm.starter.model import build_starter, save_parts
+    from videollm.starter.vision import pretrain_vision
+
+    torch.manual_seed(recipe.seed)
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    world = recipe.world
+    report: dict[str, Any] = {"recipe": asdict(recipe), "stages": [], "curve": []}
+    t0 = time.perf_counter()
+    vision_state = None
+    stages = list(recipe.stages)
+    if stages and stages[0].name == "vision":
+        s = stages.pop(0)
+        vision, curve = pretrain_vision(s.steps, s.batch_size, s.lr, world.num_frames, world.seed, recipe.seed, eval_every=s.eval_every or s.steps, log=log)
+        vision_state = vision.state_dict()
+        report["stages"].append({"name": "vision", "minutes": (time.perf_counter() - t0) / 60, "clips": s.steps * s.batch_size, "curve": curve})
+    model, processor = build_starter(lm_dir, vision_state, log=log)
+    clips = held_out(world, recipe.eval_clips)
+    report["chat_before"] = chat_check(model, processor)
+    seen = {"clips": 0}
+
+    def evaluate_now(stage: str, step: int) -> dict[str, Any]:
+        result = evaluate(model, processor, clips)
+        point = {"stage": stage, "step": step, "train_clips": seen["clips"] + step * current["batch"], "minutes": (time.perf_counter() - t0) / 60, **result}
+        report["curve"].append(point)
+        log(f"eval after {stage} step {step}: " + " ".join(f"{k} {v:.1f}" for k, v in result["accuracy"].items() if "/" not in k))
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        return point
+
+    current = {"batch": 0}
+    evaluate_now("start", 0)
+    stream = clip_stream(world)
+    rng = np.random.default_rng(recipe.seed)
+    for s in stages:
+        started = time.perf_counter()
+        if s.name == "finetune":
+            model = add_lora(model, s)
+        current["batch"] = s.batch_size
+        losses = train_llava_stage(model, processor, s, stream, rng, evaluate_now, log)
+        seen["clips"] += s.steps * s.batch_size
+        current["batch"] = 0
+        report["stages"].append({"name": s.name, "minutes": (time.perf_counter() - started) / 60, "clips": s.steps * s.batch_size, "losses": losses})
+        evaluate_now(s.name, s.steps)
+        save_parts(model, out / "parts")
+    report["chat_after"] = chat_check(model, processor)
+    report["minutes"] = (time.perf_counter() - t0) / 60
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m videollm.starter.train", description="Train the starter model from a starter recipe.")
+    parser.add_argument("recipe")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. stages.1.steps=50")
+    args = parser.parse_args(argv)
+    recipe = load_starter_recipe(args.recipe, args.overrides)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    run(recipe, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
