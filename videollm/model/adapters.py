@@ -7,6 +7,9 @@ model config, and `apply_adapters` inserts them into any transformers ViT-style 
 - **ST-Adapter** (Pan et al., NeurIPS 2022): before the attention of chosen encoder blocks,
   x ← x + up(dwconv3d(down(x))) on the patch tokens, the depthwise conv running across the frames of
   each video. `up` is zero-initialised, so the image model is unchanged at step 0.
+- **Mamba adapter** (MoMa-style, `type: mamba`; `videollm.model.mamba`): in the same place, a
+  selective state-space scan over each patch position's frames that scales and shifts the tokens
+  (zero-initialised too).
 - **Visual prompt tuning** (VPT-shallow, Jia et al., ECCV 2022): `num_tokens` learnable tokens
   inserted after the embeddings (behind the class token, if any) and dropped again from the
   tower's outputs, so the connector sees exactly the patch tokens it saw before.
@@ -16,7 +19,7 @@ needs to know how to fold that batch back into (B, T): the model wraps the tower
 `frames_per_video(tower, T)`. Outside that context every image is its own one-frame clip.
 
 The modules live inside the tower (`embeddings.visual_prompt.tokens`,
-`encoder.layers.<i>.st_adapter.*`), so their weights save and load with the vision tower's keys.
+`encoder.layers.<i>.st_adapter.*` or `encoder.layers.<i>.mamba_adapter.*`), so their weights save and load with the vision tower's keys.
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-ADAPTER_TYPES = ("st_adapter",)
+from videollm.model.mamba import MambaAdapter
+
+ADAPTER_TYPES = ("st_adapter", "mamba")
+# The attribute of an encoder block that holds its adapter, per type (also the checkpoint key part).
+ADAPTER_ATTRIBUTES = {"st_adapter": "st_adapter", "mamba": "mamba_adapter"}
 
 
 def _check_keys(section: str, d: dict[str, Any], cls: type) -> None:
@@ -42,12 +50,17 @@ def _check_keys(section: str, d: dict[str, Any], cls: type) -> None:
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """ST-Adapter placement and size. `layers` None = every encoder block (the paper's setting)."""
+    """Temporal adapter type, placement and size. `layers` None = every encoder block (the papers' setting).
+
+    `type: mamba` reads `bottleneck` as the Mamba mixer's inner width, `kernel_size[0]` as its causal
+    conv's width over time, and `state_size` as the SSM state (N); `st_adapter` ignores `state_size`.
+    """
 
     type: str = "st_adapter"
     layers: tuple[int, ...] | None = None
     bottleneck: int | None = None  # None: half the vision width (ST-Adapter's 384 for ViT-B's 768)
     kernel_size: tuple[int, int, int] = (3, 1, 1)  # (time, height, width) of the depthwise conv
+    state_size: int = 16  # Mamba's N (mamba only)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AdapterConfig:
@@ -66,6 +79,8 @@ class AdapterConfig:
             raise ValueError(f"adapter.kernel_size={list(cfg.kernel_size)} must be 3 odd sizes (time, h, w)")
         if cfg.bottleneck is not None and cfg.bottleneck < 1:
             raise ValueError(f"adapter.bottleneck={cfg.bottleneck} must be a positive integer")
+        if not isinstance(cfg.state_size, int) or cfg.state_size < 1:
+            raise ValueError(f"adapter.state_size={cfg.state_size!r} must be a positive integer")
         return cfg
 
 
@@ -189,8 +204,11 @@ def _tower_parts(vision_model: nn.Module) -> tuple[nn.Module, nn.ModuleList, int
     return emb, layers[1], int(dim), num_cls
 
 
-def _layer_pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    adapter: STAdapter = module.st_adapter
+TEMPORAL_ADAPTERS = (STAdapter, MambaAdapter)
+
+
+def _layer_pre_hook(attribute: str, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    adapter: STAdapter | MambaAdapter = getattr(module, attribute)
     if args:
         return (adapter(args[0]), *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": adapter(kwargs["hidden_states"])}
@@ -221,14 +239,14 @@ def _strip_output(prompt: VisualPrompt, out: Any, length: int) -> Any:
 def apply_adapters(
     vision_model: nn.Module, adapter_cfg: dict[str, Any] | None, prompt_cfg: dict[str, Any] | None
 ) -> None:
-    """Insert zero-initialised ST-Adapters and/or VPT prompt tokens into a vision tower, in place.
+    """Insert zero-initialised temporal adapters and/or VPT prompt tokens into a vision tower, in place.
 
     `vision_model` is the module the model calls (its outputs get the prompt tokens stripped).
     Call once, at model construction, before weights are loaded.
     """
     if adapter_cfg is None and prompt_cfg is None:
         return
-    if any(isinstance(m, (STAdapter, VisualPrompt)) for m in vision_model.modules()):
+    if any(isinstance(m, (*TEMPORAL_ADAPTERS, VisualPrompt)) for m in vision_model.modules()):
         raise ValueError(
             f"{type(vision_model).__name__} already has adapters/prompts; apply_adapters runs once"
         )
@@ -256,9 +274,16 @@ def apply_adapters(
                     f"adapter.layers has {i}, but the vision tower has {len(layers)} encoder layers"
                 )
         bottleneck = acfg.bottleneck or max(1, dim // 2)
+        attribute = ADAPTER_ATTRIBUTES[acfg.type]
         for i in sorted({i % len(layers) for i in chosen}):
-            layers[i].st_adapter = STAdapter(dim, bottleneck, acfg.kernel_size, num_cls + num_prompts)
-            layers[i].register_forward_pre_hook(_layer_pre_hook, with_kwargs=True)
+            if acfg.type == "mamba":
+                module = MambaAdapter(
+                    dim, bottleneck, acfg.state_size, acfg.kernel_size[0], num_cls + num_prompts
+                )
+            else:
+                module = STAdapter(dim, bottleneck, acfg.kernel_size, num_cls + num_prompts)
+            setattr(layers[i], attribute, module)
+            layers[i].register_forward_pre_hook(partial(_layer_pre_hook, attribute), with_kwargs=True)
 
 
 @contextmanager
@@ -266,7 +291,7 @@ def frames_per_video(vision_model: nn.Module, num_frames: int) -> Iterator[None]
     """Within this context, every `num_frames` consecutive images of the tower's batch form one video."""
     if num_frames < 1:
         raise ValueError(f"frames_per_video needs at least 1 frame, got {num_frames}")
-    adapters = [m for m in vision_model.modules() if isinstance(m, STAdapter)]
+    adapters = [m for m in vision_model.modules() if isinstance(m, TEMPORAL_ADAPTERS)]
     previous = [a.frames for a in adapters]
     for adapter in adapters:
         adapter.frames = num_frames
@@ -280,13 +305,16 @@ def frames_per_video(vision_model: nn.Module, num_frames: int) -> Iterator[None]
 def adapter_parameters(vision_model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
     """(name, parameter) of every adapter and prompt weight in the tower: what the `adapter`/`prompt` strategies train."""
     for name, module in vision_model.named_modules():
-        if isinstance(module, (STAdapter, VisualPrompt)):
+        if isinstance(module, (*TEMPORAL_ADAPTERS, VisualPrompt)):
             for pname, param in module.named_parameters():
                 yield f"{name}.{pname}", param
 
 
 __all__ = [
+    "ADAPTER_TYPES",
+    "TEMPORAL_ADAPTERS",
     "AdapterConfig",
+    "MambaAdapter",
     "PromptConfig",
     "STAdapter",
     "VisualPrompt",

@@ -9,7 +9,8 @@ do not), so `saved_layout` pins it: every save applies the full reverse conversi
 
 Saved keys, LLaVA's classic layout (what llava-hf checkpoints on the Hub use):
 `language_model.model.*`, `language_model.lm_head.*`, `vision_tower.vision_model.*`,
-`multi_modal_projector.*`, `image_newline`, and `connector.*` for connectors with weights.
+`multi_modal_projector.*`, `image_newline`, `connector.*` for connectors with weights, and `side.*`
+for a side network.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SAVED_PREFIXES = (
     "multi_modal_projector.",
     "image_newline",
     "connector.",
+    "side.",
 )
 
 
@@ -40,7 +42,8 @@ def register_conversions() -> None:
     """Give the videollm classes LLaVA-OneVision's checkpoint conversions (plus the connector's keys)."""
     onevision = get_checkpoint_conversion_mapping("llava_onevision")
     connector = WeightRenaming(source_patterns=r"^connector", target_patterns="model.connector")
-    register_checkpoint_conversion_mapping("videollm", [*onevision, connector], overwrite=True)
+    side = WeightRenaming(source_patterns=r"^side", target_patterns="model.side")
+    register_checkpoint_conversion_mapping("videollm", [*onevision, connector, side], overwrite=True)
     register_checkpoint_conversion_mapping(
         "VideoLLMModel", get_checkpoint_conversion_mapping("LlavaOnevisionModel"), overwrite=True
     )

@@ -2,7 +2,7 @@
 
 The added fields are exactly the image-to-video choices: the `connector` (video-token strategy),
 where newline tokens go, the optional time instruction, the modified-feature modules
-(`adapter`, `prompt`) and the default number of frames. With the OneVision choices (default
+(`adapter`, `prompt`, `side`) and the default number of frames. With the OneVision choices (default
 connector, one newline after the video, nothing else) the config *is* a LLaVA-OneVision config
 and saves as one, so stock transformers and vLLM load the checkpoint.
 """
@@ -23,7 +23,7 @@ ONEVISION_ARCHITECTURES = {
     "VideoLLMForConditionalGeneration": "LlavaOnevisionForConditionalGeneration",
     "VideoLLMModel": "LlavaOnevisionModel",
 }
-VIDEOLLM_FIELDS = ("connector", "newline", "time_instruction", "adapter", "prompt")
+VIDEOLLM_FIELDS = ("connector", "newline", "time_instruction", "adapter", "prompt", "side")
 # Vision towers that put a class token before the patch grid.
 CLS_TOWERS = ("clip_vision_model",)
 
@@ -43,6 +43,8 @@ class VideoLLMConfig(LlavaOnevisionConfig):
         Temporal adapters in the vision encoder (`videollm.model.adapters.AdapterConfig` as a dict).
     prompt (`dict`, *optional*):
         Learnable visual prompt tokens in the vision encoder (`videollm.model.adapters.PromptConfig`).
+    side (`dict`, *optional*):
+        A ladder side network on the frozen encoder's hidden states (`videollm.model.side.SideConfig`).
     num_frames (`int`, *optional*, defaults to 8):
         Frames sampled per video when the caller does not say.
     """
@@ -54,6 +56,7 @@ class VideoLLMConfig(LlavaOnevisionConfig):
     time_instruction: bool = False
     adapter: dict | None = None
     prompt: dict | None = None
+    side: dict | None = None
     num_frames: int = 8
 
     def __post_init__(self, **kwargs):
@@ -83,6 +86,7 @@ class VideoLLMConfig(LlavaOnevisionConfig):
             and not self.time_instruction
             and self.adapter is None
             and self.prompt is None
+            and self.side is None
         )
 
     def to_onevision(self) -> LlavaOnevisionConfig:
@@ -90,7 +94,7 @@ class VideoLLMConfig(LlavaOnevisionConfig):
         if not self.is_onevision:
             raise ValueError(
                 f"connector {self.connector}, newline {self.newline!r}, time_instruction "
-                f"{self.time_instruction}, adapter {self.adapter}, prompt {self.prompt} is not LLaVA-OneVision"
+                f"{self.time_instruction}, adapter {self.adapter}, prompt {self.prompt}, side {self.side} is not LLaVA-OneVision"
             )
         d = self.to_dict()
         for key in (*VIDEOLLM_FIELDS, "model_type", "transformers_version"):

@@ -3,13 +3,16 @@
 Only the video path is overridden (`get_video_features`): frames go through the vision tower as one
 image batch inside `adapters.frames_per_video` (so temporal adapters can fold it back into clips),
 features are selected as OneVision selects them, the `connector` turns one video's T×h×w grid into
-its tokens before or after the projector, and newlines are appended as `config.newline` says.
+its tokens before or after the projector, and newlines are appended as `config.newline` says. With a
+`side` network (ladder side-tuning, `videollm.model.side`) its output is added to the selected
+features first.
 Images, the language model, `generate` and the weight layout are OneVision's, so with the default
 connector the model computes exactly what `LlavaOnevisionForConditionalGeneration` computes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -23,15 +26,22 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 
 from videollm.model import checkpoint
-from videollm.model.adapters import STAdapter, VisualPrompt, apply_adapters, frames_per_video
+from videollm.model.adapters import (
+    TEMPORAL_ADAPTERS,
+    VisualPrompt,
+    apply_adapters,
+    frames_per_video,
+)
 from videollm.model.config import VideoLLMConfig
 from videollm.model.connectors import Connector, ConnectorConfig, build_connector
+from videollm.model.side import SideNetwork, build_side
 from videollm.model.tokens import frame_grid, video_num_tokens
 
 # Modules that initialise themselves (`reset_parameters`, with transformers' init functions, which
 # skip tensors loaded from a checkpoint). Adapters live inside the vision tower, whose own
-# `_init_weights` would give them a generic init, so they are reset after it.
-SELF_INITIALISED = (Connector, STAdapter, VisualPrompt)
+# `_init_weights` would give them a generic init, so they are reset after it; so is the side
+# network, whose torch layers (Linear, MultiheadAttention) the generic init also reaches.
+SELF_INITIALISED = (Connector, *TEMPORAL_ADAPTERS, VisualPrompt, SideNetwork)
 
 
 class VideoLLMPreTrainedModel(LlavaOnevisionPreTrainedModel):
@@ -51,7 +61,7 @@ class VideoLLMPreTrainedModel(LlavaOnevisionPreTrainedModel):
 
         with torch.no_grad(), init.guard_torch_init_functions():
             for module in self.modules():
-                if isinstance(module, (STAdapter, VisualPrompt)):
+                if isinstance(module, (*TEMPORAL_ADAPTERS, VisualPrompt, SideNetwork)):
                     module.reset_parameters()
 
 
@@ -66,6 +76,11 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
             ConnectorConfig.from_dict(config.connector), vision_dim, config.text_config.hidden_size
         )
         apply_adapters(self.vision_tower, config.adapter, config.prompt)
+        self.side = (
+            None
+            if config.side is None
+            else build_side(config.side, config.vision_config, layers, frame_grid(config.vision_config))
+        )
         self.post_init()  # OneVision's ran before the connector and adapters existed
 
     @merge_with_config_defaults
@@ -124,7 +139,10 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
                 "a video has zero frames; check that it decodes and that the sampled range is not empty"
             )
         kwargs["output_hidden_states"] = True
-        with frames_per_video(self.vision_tower, num_frames):
+        # Side-tuning's saving: a tower with nothing to train keeps no activations for backward.
+        frozen = self.side is not None and not any(p.requires_grad for p in self.vision_tower.parameters())
+        grad = torch.is_grad_enabled() and not frozen
+        with frames_per_video(self.vision_tower, num_frames), torch.set_grad_enabled(grad):
             outputs = self.vision_tower(videos.flatten(0, 1), return_dict=True, **kwargs)
         if isinstance(vision_feature_layer, int):
             selected = outputs.hidden_states[vision_feature_layer]
@@ -139,8 +157,15 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
                 "with a class-token tower (CLIP) set vision_feature_select_strategy='default', and feed frames of "
                 f"{self.config.vision_config.image_size}×{self.config.vision_config.image_size} pixels"
             )
+        if self.side is not None:
+            selected = selected + self.side_features(outputs.hidden_states, num_frames).to(selected.dtype)
         outputs.pooler_output = selected
         return outputs
+
+    def side_features(self, hidden_states: tuple[torch.Tensor, ...], num_frames: int) -> torch.Tensor:
+        """The side network's residual (B·T, h·w, D) from the tower's hidden states (their patch positions)."""
+        n = math.prod(frame_grid(self.config.vision_config))
+        return self.side([hidden_states[i][:, -n:] for i in self.side.layers], num_frames)
 
     def _video_tokens(self, features: torch.Tensor, timestamps: torch.Tensor | None) -> torch.Tensor:
         """One video's selected features (T, h·w, D) → its LLM tokens (N, text dim), newlines included."""

@@ -297,7 +297,7 @@ def serve(args: Any, policy: MediaPolicy, model: str) -> int:
 
     from videollm.model import VideoLLMForConditionalGeneration, VideoLLMProcessor
 
-    dtype = getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype) if args.dtype and args.dtype != "auto" else torch.float32
     net = VideoLLMForConditionalGeneration.from_pretrained(model, dtype=dtype)
     processor = VideoLLMProcessor.from_pretrained(model)
     generator = BatchedGenerator(net, processor, batch_size=args.batch_size, wait_s=args.batch_wait_ms / 1000)

@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     media.add_argument("--allowed-local-media-path", default=None, help="file:// URLs must lie under DIR")
     media.add_argument("--allowed-media-domains", nargs="*", default=[], help="hosts http(s) URLs may name")
     hf = p.add_argument_group("transformers engine")
-    hf.add_argument("--dtype", default="float32", help="float32 | bfloat16 (vLLM takes its own --dtype)")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="float32 | bfloat16 | auto (default: vLLM's auto; float32 on transformers)",
+    )
     hf.add_argument("--batch-size", type=int, default=8, help="most requests decoded together")
     hf.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
     return p
@@ -124,6 +128,8 @@ def vllm_command(
     argv += ["--host", args.host, "--port", str(args.port)]
     if args.served_model_name:
         argv += ["--served-model-name", args.served_model_name]
+    if args.dtype:
+        argv += ["--dtype", args.dtype]
     extra = list(extra)
     if not _has_option(extra, "--media-io-kwargs"):
         argv += ["--media-io-kwargs", json.dumps({"video": {"num_frames": policy.num_frames}})]

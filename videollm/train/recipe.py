@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
-STRATEGIES = ("frozen", "prompt", "adapter", "lora", "qlora", "full")
-Strategy = Literal["frozen", "prompt", "adapter", "lora", "qlora", "full"]
+STRATEGIES = ("frozen", "prompt", "side", "adapter", "lora", "qlora", "full")
+Strategy = Literal["frozen", "prompt", "side", "adapter", "lora", "qlora", "full"]
 
 
 class RecipeError(ValueError):
@@ -110,6 +110,7 @@ class Recipe:
     lora: LoraSpec = field(default_factory=LoraSpec)
     adapter: dict | None = None  # videollm.model.adapters.AdapterConfig fields (strategy adapter)
     prompt: dict | None = None  # videollm.model.adapters.PromptConfig fields (strategy prompt)
+    side: dict | None = None  # videollm.model.side.SideConfig fields (strategy side)
     distill: DistillSpec | None = None
     data: DataSpec = field(default_factory=DataSpec)
     frames: FramesSpec = field(default_factory=FramesSpec)
@@ -337,7 +338,13 @@ def check_recipe(recipe: Recipe, source: str = "recipe") -> None:
         recipe.adapter = {}
     if recipe.strategy == "prompt" and recipe.prompt is None:
         recipe.prompt = {}
-    if recipe.distill is not None and recipe.distill.weight > 0 and recipe.strategy in ("frozen", "prompt"):
+    if recipe.strategy == "side" and recipe.side is None:
+        recipe.side = {}
+    if (
+        recipe.distill is not None
+        and recipe.distill.weight > 0
+        and recipe.strategy in ("frozen", "prompt", "side")
+    ):
         problems.append(
             f"distill is an add-on to modified-feature strategies (adapter, lora, qlora, full); strategy "
             f"{recipe.strategy!r} leaves the image model's features unchanged, so there is nothing to distill"

@@ -11,8 +11,11 @@ wraps the model with peft). Three parameter groups, named as LLaVA-OneVision's t
 Frozen features (the image model's representations untouched, only new modules learn):
   `frozen`  projector/connector only (LLaVA's alignment stage, Video-ChatGPT, PLLaVA);
   `prompt`  + learnable visual prompt tokens in the vision tower (VPT);
+  `side`    + a ladder side network reading the frozen encoder's depths (LST/DiST; the encoder
+            runs without autograd);
 Modified features (the encoder or the LLM change):
-  `adapter` + zero-initialised temporal adapters in the vision tower (ST-Adapter);
+  `adapter` + zero-initialised temporal adapters in the vision tower (`adapter.type`: ST-Adapter
+            `st_adapter`, or MoMa-style `mamba`);
   `lora`    + LoRA on the LM (peft; target modules by regex, so the vision tower is untouched unless
             the regex names it), projector/connector trained in full (`modules_to_save`);
   `qlora`   `lora` on a 4-bit (bitsandbytes NF4) LM;
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GROUPS = ("vision", "projector", "lm")
-NEW_MODULES = ("st_adapter", "visual_prompt")  # added to the vision tower by videollm, trained as projector
+# added to the image model by videollm, trained as projector
+NEW_MODULES = ("st_adapter", "mamba_adapter", "visual_prompt", "side")
 PROJECTOR_MODULES = ("multi_modal_projector", "connector", "image_newline")
 # Kept out of 4-bit quantisation: everything but the LM's linear layers (transformers matches these as
 # regexes from the start of the module name).
@@ -107,6 +111,34 @@ def prompt(model: nn.Module, recipe: Recipe) -> nn.Module:
 def adapter(model: nn.Module, recipe: Recipe) -> nn.Module:
     """Temporal adapters (ST-Adapter) in the frozen vision tower, zero-initialised, plus the projector."""
     _add_vision_modules(model, "adapter", recipe.adapter or {})
+    return frozen(model, recipe)
+
+
+def _add_side_network(model: nn.Module, spec: dict) -> None:
+    """Give the model a side network via the config's `side` dict, as the model would build it."""
+    from videollm.model.side import build_side
+    from videollm.model.tokens import frame_grid
+
+    current = getattr(model.config, "side", None)
+    if current is not None:
+        if current != spec and spec:
+            raise RecipeError(
+                f"the base model already has side {current}, the recipe asks for {spec}; drop `side:` from the "
+                "recipe to keep training the existing one"
+            )
+        return
+    config, inner = model.config, _inner(model)
+    network = build_side(
+        spec, config.vision_config, config.vision_feature_layer, frame_grid(config.vision_config)
+    )
+    reference = next(inner.vision_tower.parameters())
+    inner.side = network.to(device=reference.device, dtype=reference.dtype)
+    config.side = dict(spec)
+
+
+def side(model: nn.Module, recipe: Recipe) -> nn.Module:
+    """Ladder side-tuning (LST/DiST): a side network on the frozen encoder's hidden states, plus the projector."""
+    _add_side_network(model, recipe.side or {})
     return frozen(model, recipe)
 
 
@@ -201,6 +233,7 @@ STRATEGY_FUNCTIONS: dict[str, Callable[[nn.Module, Recipe], nn.Module]] = {
     "frozen": frozen,
     "prompt": prompt,
     "adapter": adapter,
+    "side": side,
     "lora": lora,
     "qlora": qlora,
     "full": full,
@@ -253,5 +286,6 @@ __all__ = [
     "prompt",
     "qlora",
     "quantization_config",
+    "side",
     "trainable_summary",
 ]

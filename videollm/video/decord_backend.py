@@ -3,9 +3,11 @@
 decord 0.6.0 numbers its keyframes by decode order, so on open-GOP streams (keyframes followed by
 frames shown before them) its `get_batch`, `seek_accurate`, `__getitem__` and even `skip_frames`
 return frames a few positions off. On closed-GOP streams `seek(keyframe)` + `skip_frames` +
-`next` is exact, and faster than `get_batch` (skipped frames are decoded but not converted).
-So: PyAV's index (which it builds anyway to check limits) says whether the keyframes we need are
-closed; if they are we seek to them, otherwise we read the stream sequentially with `next()` only.
+`next` is exact (skipped frames are decoded but not converted to RGB). So: PyAV's index (which
+it builds anyway to check limits) says whether the keyframes we need are closed; if they are we
+seek to them, otherwise we read the stream sequentially with `next()` only. decord cannot skip
+non-reference frames the way the PyAV backend does, so this backend decodes more frames for
+the same request (see benchmarks/decode.py).
 """
 
 from __future__ import annotations
