@@ -127,7 +127,7 @@ def test_bad_mamba_configs_name_the_field():
 
 
 def test_video_model_with_mamba_round_trips_and_trains_under_the_adapter_strategy(tmp_path):
-    model, processor = tiny("spatial_pool", "siglip", adapter=MAMBA)
+    model, _ = tiny("spatial_pool", "siglip", adapter=MAMBA)
     perturb(model)
     pixels = torch.randn(1, 3, 3, 32, 32)
     with torch.no_grad():
@@ -148,3 +148,34 @@ def test_video_model_with_mamba_round_trips_and_trains_under_the_adapter_strateg
         n for n in trained if ".mamba_adapter." in n
     } and all(param_group(n) == "projector" for n in trained)
     assert any(".mamba_adapter." in n for n in trained)
+
+
+def assert_engines_agree(model_dir, tmp_path) -> None:
+    """vLLM (videollm's plugin, offline engine) and the transformers engine: same greedy answers, fp32."""
+    from serving import write_clip
+
+    from videollm.inference.engine import GenerationRequest, TransformersEngine
+    from videollm.inference.vllm_engine import VLLMEngine
+    from videollm.video.sampling import FrameSampler
+
+    clip = write_clip(tmp_path / "clip.mp4")
+    requests = [
+        GenerationRequest("What happens?", video=clip, sampler=FrameSampler.uniform(n), max_new_tokens=6)
+        for n in (3, 6)  # two frame counts in one batch: each video's frames are scanned on their own
+    ] + [GenerationRequest("No video here.", max_new_tokens=4)]
+    engine = VLLMEngine(model_dir, dtype="float32", enforce_eager=True, max_model_len=2048, backend="pyav")
+    try:
+        got = engine.generate(requests)
+    finally:
+        del engine
+    want = TransformersEngine.from_pretrained(model_dir, batch_size=1, backend="pyav").generate(requests)
+    assert got == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layers", [None, [-1]])
+def test_vllm_plugin_runs_the_mamba_adapter_as_transformers_does(tmp_path, layers):
+    from serving import save_tiny
+
+    model_dir = save_tiny(tmp_path / "mamba", "spatiotemporal_pool", adapter={**MAMBA, "layers": layers})
+    assert_engines_agree(model_dir, tmp_path)

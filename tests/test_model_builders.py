@@ -210,3 +210,18 @@ def test_from_image_llm_refuses_other_checkpoints(sources):
     root, _ = sources
     with pytest.raises(ValueError, match=r"'llama' checkpoint.*\(vision encoder, causal LM\) pair"):
         from_image_llm(root / "clip_lm")
+
+
+def test_model_build_command_writes_a_loadable_checkpoint(sources, tmp_path, capsys):
+    from videollm.model import VideoLLMForConditionalGeneration
+    from videollm.model.cli import main
+
+    root, made = sources
+    out = tmp_path / "video"
+    assert main(["build", str(root / "llava"), "--connector", "pool3d", "--frames", "4", "--out", str(out)]) == 0
+    assert "pool3d connector" in capsys.readouterr().out
+    model = VideoLLMForConditionalGeneration.from_pretrained(out)
+    assert model.config.num_frames == 4 and model.config.connector["type"] == "pool3d"
+    _same_weights(made["llava"].state_dict(), model.state_dict())
+    assert main(["build", str(root / "clip_lm"), "--out", str(tmp_path / "x")]) == 2
+    assert "(vision encoder, causal LM) pair" in capsys.readouterr().err

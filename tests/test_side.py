@@ -59,7 +59,7 @@ def test_side_network_models_time_within_each_video():
 
 
 def test_no_gradient_reaches_the_frozen_encoder_and_it_keeps_no_activations():
-    model, processor = tiny("spatial_pool", "clip", side=SIDE)
+    model, _ = tiny("spatial_pool", "clip", side=SIDE)
     model = apply_strategy(model.train(), Recipe(strategy="side", side=SIDE))
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(n.startswith("model.side.") for n in trained)
@@ -117,6 +117,7 @@ def test_frame_positions_distinguish_any_number_of_frames():
     ("side", "message"),
     [
         ({"layers": [3]}, r"side.layers has 3, but the vision tower has 3 hidden states"),
+        ({"layers": [-1]}, r"side.layers has -1 \(hidden state 2\), deeper than the feature layer -2"),
         ({"dim": 6, "heads": 4}, r"side.dim=6 must be a positive multiple of side.heads=4"),
         ({"stride": 0}, r"side.stride=0 must be a positive integer"),
         ({"width": 8}, r"side config has unknown field\(s\) \['width'\]"),
@@ -126,3 +127,12 @@ def test_frame_positions_distinguish_any_number_of_frames():
 def test_bad_side_configs_name_the_field(side, message):
     with pytest.raises(ValueError, match=message):
         tiny("frames", "clip", side=side)
+
+
+@pytest.mark.slow
+def test_vllm_plugin_runs_the_side_network_as_transformers_does(tmp_path):
+    from serving import save_tiny
+    from test_mamba import assert_engines_agree
+
+    model_dir = save_tiny(tmp_path / "side", "spatiotemporal_pool", side={"layers": [0, 1, 2], **SIDE})
+    assert_engines_agree(model_dir, tmp_path)

@@ -37,6 +37,7 @@ from vllm.multimodal.parse import MultiModalDataItems, VideoEmbeddingItems, Vide
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate, PromptUpdateDetails
 
 from videollm.inference.vllm_video import video_from_metadata
+from videollm.inference.vllm_video_modules import add_video_modules, encode_video, has_video_modules
 from videollm.model.config import VideoLLMConfig
 from videollm.model.connectors import ConnectorConfig, build_connector
 from videollm.model.modeling import VideoLLMModel
@@ -167,18 +168,17 @@ class VideoLLMForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
         orig_to_new_prefix={
             **LlavaOnevisionForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix,
             "model.connector.": "connector.",
+            "model.side.": "side.",
         }
     )
 
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = "") -> None:
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         config: VideoLLMConfig = self.config
-        if config.adapter is not None or config.prompt is not None:
-            raise ValueError(
-                f"{vllm_config.model_config.model}: temporal adapters / visual prompts live inside the vision "
-                "tower, which vLLM replaces with its own; serve this checkpoint with --engine transformers, "
-                "or train without adapter/prompt"
-            )
+        try:  # temporal adapters into vLLM's tower, and the side network (vllm_video_modules)
+            add_video_modules(self, config)
+        except ValueError as e:
+            raise ValueError(f"{vllm_config.model_config.model}: {e}") from None
         layers = config.vision_feature_layer
         vision_dim = config.vision_config.hidden_size * (1 if isinstance(layers, int) else len(layers))
         self.connector = build_connector(
@@ -195,9 +195,12 @@ class VideoLLMForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
         stamps = self._video_timestamps
         stamps = [None] * len(videos) if stamps is None else list(stamps)
         frames = [len(v) for v in videos]
-        features = self.vision_tower(
-            torch.cat(videos), feature_select_strategy=self.config.vision_feature_select_strategy
-        )
+        if has_video_modules(self.config):  # adapters/side see one video's frames at a time
+            features = torch.cat([encode_video(self, v) for v in videos])
+        else:
+            features = self.vision_tower(
+                torch.cat(videos), feature_select_strategy=self.config.vision_feature_select_strategy
+            )
         # The transformers model's own step (connector + projector + newlines), on vLLM's modules.
         return [
             VideoLLMModel._video_tokens(self, clip, None if t is None else t.to(clip.device))

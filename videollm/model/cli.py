@@ -1,4 +1,4 @@
-"""`videollm model <subcommand>`: model tools (`info` now; `build` joins later)."""
+"""`videollm model <subcommand>`: `info` (parameters and tokens) and `build` (a video model from an image-LLM)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,52 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the parts that train; the others count as frozen (default: all). Parts: {', '.join(PARTS)}",
     )
     info.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+    build = sub.add_parser(
+        "build",
+        help="carry an image-LLM (LLaVA-1.5 / NeXT / OneVision, or vision encoder + LM) to video",
+        description="Build a video model from an image-language model and save it (HF format, key layout "
+        "that transformers and vLLM load). Every source weight is carried over.",
+    )
+    build.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE",
+        help="one LLaVA-family checkpoint (folder or hub id), or two: VISION_ENCODER CAUSAL_LM",
+    )
+    build.add_argument(
+        "--connector", default=None, help="connector preset or type (default: LLaVA-OneVision's)"
+    )
+    build.add_argument(
+        "--frames", type=int, default=None, help="default frames per video (config num_frames)"
+    )
+    build.add_argument("--out", required=True, help="folder to write the checkpoint to")
     return parser
+
+
+def _build(args: argparse.Namespace) -> int:
+    from videollm.model.builders import from_image_llm
+
+    if len(args.source) > 2:
+        print("videollm model build: give one checkpoint, or VISION_ENCODER CAUSAL_LM", file=sys.stderr)
+        return 2
+    source = args.source[0] if len(args.source) == 1 else tuple(args.source)
+    overrides = {"num_frames": args.frames} if args.frames else {}
+    try:
+        model, processor = from_image_llm(source, connector=args.connector, **overrides)
+    except (ValueError, OSError) as e:
+        print(f"videollm model build: {e}", file=sys.stderr)
+        return 2
+    model.save_pretrained(args.out)
+    processor.save_pretrained(args.out)
+    print(f"saved {type(model).__name__} ({model.config.connector['type']} connector) to {args.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.subcommand == "build":
+        return _build(args)
     from videollm.model.info import format_info, model_info
 
     try:

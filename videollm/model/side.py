@@ -29,7 +29,8 @@ class SideConfig:
     """Which encoder depths the side network reads and how big it is.
 
     `layers`: indices into the encoder's hidden states (0 = embeddings, i = after block i, negative
-    from the end), None = every block up to the deepest feature layer the connector uses. `dim`: the
+    from the end), at most as deep as the deepest feature layer the connector uses; None = every
+    block up to it. `dim`: the
     side width (None: a quarter of the vision width, rounded to a multiple of `heads`). `stride`: the
     spatial pooling of what it reads (2: a 16×16 grid becomes 8×8).
     """
@@ -75,6 +76,12 @@ def read_layers(cfg: SideConfig, num_hidden_layers: int, feature_layer: int | li
             raise ValueError(
                 f"side.layers has {i}, but the vision tower has {count} hidden states "
                 f"(embeddings + {num_hidden_layers} blocks): use -{count}..{count - 1}"
+            )
+        if i % count > deepest:
+            raise ValueError(
+                f"side.layers has {i} (hidden state {i % count}), deeper than the feature layer "
+                f"{feature_layer} (hidden state {deepest}) the connector reads; the side network reads "
+                "depths up to it (vLLM does not even run the blocks after it)"
             )
     return tuple(sorted({i % count for i in layers}))
 
