@@ -151,25 +151,44 @@ def test_video_model_with_mamba_round_trips_and_trains_under_the_adapter_strateg
 
 
 def assert_engines_agree(model_dir, tmp_path) -> None:
-    """vLLM (videollm's plugin, offline engine) and the transformers engine: same greedy answers, fp32."""
-    from serving import write_clip
+    """vLLM (videollm's plugin, offline engine) and transformers: same prompts and greedy tokens, fp32.
 
-    from videollm.inference.engine import GenerationRequest, TransformersEngine
+    Two videos of different lengths go through vLLM in one batch: each video's frames are scanned on their own.
+    """
+    from serving import write_clip
+    from test_serve_vllm import QUESTION, assert_same_greedy, transformers_tokens
+    from vllm import SamplingParams
+
+    from videollm.inference.engine import GenerationRequest
     from videollm.inference.vllm_engine import VLLMEngine
     from videollm.video.sampling import FrameSampler
 
     clip = write_clip(tmp_path / "clip.mp4")
-    requests = [
-        GenerationRequest("What happens?", video=clip, sampler=FrameSampler.uniform(n), max_new_tokens=6)
-        for n in (3, 6)  # two frame counts in one batch: each video's frames are scanned on their own
-    ] + [GenerationRequest("No video here.", max_new_tokens=4)]
-    engine = VLLMEngine(model_dir, dtype="float32", enforce_eager=True, max_model_len=2048, backend="pyav")
+    frame_counts = (3, 6)
+    engine = VLLMEngine(
+        model_dir,
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=2048,
+        backend="pyav",
+        kv_cache_memory_bytes=1 << 28,  # a fixed small KV cache, not a share of this shared machine's memory
+    )
     try:
-        got = engine.generate(requests)
+        prompts = [
+            engine._prompt(GenerationRequest(QUESTION, video=clip, sampler=FrameSampler.uniform(n)))
+            for n in frame_counts
+        ]
+        outs = engine.llm.generate(
+            prompts, SamplingParams(max_tokens=8, temperature=0, logprobs=2), use_tqdm=False
+        )
     finally:
         del engine
-    want = TransformersEngine.from_pretrained(model_dir, batch_size=1, backend="pyav").generate(requests)
-    assert got == want
+    for n, out in zip(frame_counts, outs, strict=True):
+        steps = [sorted(lp.values(), key=lambda x: -x.logprob) for lp in out.outputs[0].logprobs]
+        margins = [s[0].logprob - s[1].logprob for s in steps]
+        ref_prompt, ref_tokens = transformers_tokens(model_dir, clip, frames=n, max_tokens=8)
+        assert list(out.prompt_token_ids) == ref_prompt
+        assert_same_greedy(list(out.outputs[0].token_ids), ref_tokens, margins)
 
 
 @pytest.mark.slow

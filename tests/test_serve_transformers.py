@@ -39,8 +39,14 @@ def server(tmp_path_factory):
     with app_server(model_dir, policy, API_KEY) as (url, generator):
         from transformers import AutoConfig
 
-        yield {"url": url, "media": media, "tmp": tmp, "generator": generator, "model_dir": model_dir,
-               "config": AutoConfig.from_pretrained(model_dir)}
+        yield {
+            "url": url,
+            "media": media,
+            "tmp": tmp,
+            "generator": generator,
+            "model_dir": model_dir,
+            "config": AutoConfig.from_pretrained(model_dir),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +204,23 @@ def test_bad_input_gets_openai_shaped_errors_and_the_server_keeps_serving(server
     assert not failures, "\n".join(failures)
     assert hits == []  # no request ever reached the non-allowed host
     assert ask(client, data_url(clip)).usage.completion_tokens == 8  # still serving
+
+
+def test_image_parts_and_text_only_requests(client):
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(buf, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    content = [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "What colour?"}]
+    r = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": content}], max_tokens=3
+    )
+    assert r.usage.completion_tokens == 3
+    r = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=3
+    )
+    assert r.usage.completion_tokens == 3

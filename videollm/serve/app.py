@@ -93,24 +93,46 @@ def sampling_params(body: dict[str, Any], prompt_tokens: int, context: int | Non
 
 
 def load_image(url: str, policy: MediaPolicy) -> Any:
-    """An image_url part as a PIL image (same access rules and byte limit as videos)."""
+    """An image_url part as a PIL image: data: URLs, file:// under the root, allowed http(s) hosts."""
+    import base64
+    import binascii
     import io
+    import urllib.parse
+    from pathlib import Path
 
     from PIL import Image, UnidentifiedImageError
 
-    from videollm.video.sources import open_source
+    from videollm.video.sources import Deadline, fetch_url
 
-    media = open_source(
-        url,
-        limits=policy.limits,
-        allowed_local_root=policy.allowed_local_root,
-        allowed_domains=policy.allowed_domains,
-    )
+    name = url[:48]
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        if ";base64" not in header:
+            raise VideoError("image data URLs must be base64 (data:image/png;base64,...)", source=name)
+        policy.limits.check_bytes(len(payload) * 3 // 4, name)
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise VideoError(f"bad base64 in the image data URL ({e})", source=name) from e
+    elif url.startswith("file:"):
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))  # under the root: checked before
+        if not path.is_file():
+            raise VideoError("no such image file", source=str(path))
+        policy.limits.check_bytes(path.stat().st_size, str(path))
+        data = path.read_bytes()
+    else:
+        data = fetch_url(url, allowed_domains=policy.allowed_domains, limits=policy.limits,
+                         deadline=Deadline(policy.timeout_s))  # fmt: skip
     try:
-        data = media.data if media.data is not None else media.path.read_bytes()
-        return Image.open(io.BytesIO(data)).convert("RGB")
+        image = Image.open(io.BytesIO(data))
+        image.load()
     except (UnidentifiedImageError, OSError) as e:
-        raise VideoError(f"not a readable image ({e})", source=media.name, status=415) from e
+        raise VideoError(f"not a readable image ({e})", source=name, status=415) from e
+    if image.width * image.height > policy.limits.max_pixels:
+        raise VideoError(
+            f"{image.width}×{image.height} image is over the pixel limit", source=name, status=413
+        )
+    return image.convert("RGB")
 
 
 def create_app(generator: BatchedGenerator, info: ServeInfo) -> FastAPI:

@@ -5,11 +5,11 @@ decoded video (`uniform_indices`, lmms-eval's linspace), so training sees the fr
 later asked about. `codec_noise` imitates what H.264 (yuv420p) does to the rendered colours, since
 evaluation decodes mp4 files while training skips the encoder.
 
-`slot_labels` is the supervision of the vision pretraining: one *slot* per palette colour (the
-object whose first colour it is: present, shape, size, direction, speed, appears late, disappears,
-colour it turns into) plus one global slot (shape counts at the start and end). The labels are
-derived from the sampled frames' states with `videollm.data.questions`, the same functions that
-answer the questions, so the slots carry exactly what the questions ask.
+`slot_words` is the supervision of the vision pretraining: per palette colour a slot of six tokens
+(colour, size, shape, direction, speed, event of the object whose first colour it is) plus two
+counts, each token labelled with a word. The labels are derived from the sampled frames' states with
+`videollm.data.questions`, the same functions that answer the questions, so the tokens carry exactly
+what the questions ask.
 """
 
 from __future__ import annotations
@@ -24,23 +24,31 @@ from videollm.data.world import PALETTE, SHAPES, SIZES, FrameState
 from videollm.video.sampling import uniform_indices
 
 COLORS = tuple(PALETTE)
-DIRECTION_CLASSES = ("left", "right", "up", "down", NO_MOTION)
-SPEED_CLASSES = ("still", "slow", "fast")
-MAX_COUNT = 6
 IGNORE = -100
-# Slot heads: name → number of classes. The first len(COLORS) slots use SLOT_HEADS, the last GLOBAL_HEADS.
-SLOT_HEADS = {
-    "present": 2,
-    "shape": len(SHAPES),
-    "size": len(SIZES),
-    "direction": len(DIRECTION_CLASSES),
-    "speed": len(SPEED_CLASSES),
-    "appears": 2,
-    "disappears": 2,
-    "turns": len(COLORS) + 1,  # 0 = keeps its colour
-}
-GLOBAL_HEADS = {"count_start": MAX_COUNT + 1, "count_end": MAX_COUNT + 1}
-NUM_SLOTS = len(COLORS) + 1
+MAX_COUNT = 6
+# The vision pretraining teaches the connector to *write* a structured description: one token per
+# (colour slot, field), each predicting a word, plus the shape counts at the start and the end.
+SLOT_FIELDS = ("color", "size", "shape", "motion", "speed", "event")
+NONE = "none"
+WORDS: tuple[str, ...] = (
+    NONE,
+    *COLORS,
+    *SIZES,
+    *SHAPES,
+    "left",
+    "right",
+    "up",
+    "down",
+    "still",
+    "slow",
+    "fast",
+    "appears",
+    "disappears",
+    *(str(k) for k in range(MAX_COUNT + 1)),
+)
+NUM_SLOT_TOKENS = len(COLORS) * len(SLOT_FIELDS)
+NUM_TOKENS = NUM_SLOT_TOKENS + 2  # + count at the start, count at the end
+FIELDS: tuple[str, ...] = (*(f for _ in COLORS for f in SLOT_FIELDS), "count_start", "count_end")
 
 
 @dataclass(frozen=True)
@@ -76,29 +84,31 @@ def codec_noise(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _speed_class(speed: float) -> int:
-    return 0 if speed < STILL else 1 if speed < FAST else 2
+def slot_words(states: list[FrameState]) -> list[str | None]:
+    """The description the connector learns to write for these frames: one word per token (None: no label).
 
-
-def slot_labels(states: list[FrameState]) -> dict[str, np.ndarray]:
-    """Per-head labels (NUM_SLOTS,) for one clip's frames; IGNORE where a head does not apply."""
-    labels = {name: np.full(NUM_SLOTS, IGNORE, np.int64) for name in (*SLOT_HEADS, *GLOBAL_HEADS)}
-    labels["present"][: len(COLORS)] = 0
+    Slot c (palette order) describes the object whose first colour is c: its colour, size, shape,
+    direction of motion, speed, and event (appears late, disappears, or the colour it turns into);
+    an absent colour's slot says "none" throughout. The last two tokens are the counts at the start
+    and the end.
+    """
+    words: list[str | None] = [NONE] * NUM_TOKENS
     last = len(states) - 1
     for t in tracks(states).values():
-        s = COLORS.index(t.colors[0])
-        labels["present"][s] = 1
-        labels["shape"][s] = SHAPES.index(t.shape)
-        labels["size"][s] = list(SIZES).index(t.size)
+        k = COLORS.index(t.colors[0]) * len(SLOT_FIELDS)
         d = direction(t)
-        if d is not None:
-            labels["direction"][s] = DIRECTION_CLASSES.index(d)
-        labels["speed"][s] = _speed_class(t.speed)
-        labels["appears"][s] = int(t.frames[0] > 0)
-        labels["disappears"][s] = int(t.frames[-1] < last)
         changes = t.color_changes
-        labels["turns"][s] = 0 if not changes else COLORS.index(changes[-1][1]) + 1
-    g = NUM_SLOTS - 1
-    labels["count_start"][g] = min(len(states[0]), MAX_COUNT)
-    labels["count_end"][g] = min(len(states[-1]), MAX_COUNT)
-    return labels
+        event = (
+            changes[-1][1] if changes else "appears" if t.frames[0] > 0 else "disappears" if t.frames[-1] < last else NONE
+        )
+        speed = "still" if t.speed < STILL else "slow" if t.speed < FAST else "fast"
+        motion = None if d is None else "still" if d == NO_MOTION else d
+        words[k : k + len(SLOT_FIELDS)] = [t.colors[0], t.size, t.shape, motion, speed, event]
+    words[-2] = str(min(len(states[0]), MAX_COUNT))
+    words[-1] = str(min(len(states[-1]), MAX_COUNT))
+    return words
+
+
+def slot_labels(states: list[FrameState]) -> np.ndarray:
+    """`slot_words` as word indices (NUM_TOKENS,), IGNORE where a token has no label."""
+    return np.array([IGNORE if w is None else WORDS.index(w) for w in slot_words(states)], np.int64)

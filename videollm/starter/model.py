@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -145,6 +146,10 @@ def _assets_fingerprint() -> str:
     return h.hexdigest()[:12]
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # stderr: commands may print results on stdout
+
+
 def default_model() -> str:
-    """What commands use when no --model is given: the assembled starter's folder."""
-    return str(starter_dir(log=lambda s: print(s, flush=True)))
+    """What commands use when no --model is given: the assembled starter's folder (assembled on first use)."""
+    return str(starter_dir(log=_progress))

@@ -1,9 +1,9 @@
 """The starter's training run: vision pretraining, then the LLaVA stages, on clips rendered on the fly.
 
 `train/recipes/starter.yaml` describes the run (`StarterRecipe`): stage `vision` pretrains the tower
-and connector with supervised slot heads (`starter.vision`); stage `align` trains the projector (and
-newline) with everything else frozen; stage `finetune` adds LoRA on the LM (peft) and keeps training
-the projector. Clips come straight from the world's generator (`make_item`, the clips `videollm data
+and connector to write a word-per-token description (`starter.vision`); stage `align` fits the
+projector onto the LM's word embeddings (`starter.align`, everything else frozen); stage `finetune`
+adds LoRA on the LM (peft) and trains it with the projector on multi-turn conversations. Clips come straight from the world's generator (`make_item`, the clips `videollm data
 synth` would write for the same seed) with codec noise, so no files are decoded during training.
 Held-out accuracy (a fresh world seed, the short-answer form that `videollm eval --tasks synthetic_qa`
 scores) is measured after every stage and every `eval_every` steps: the learning curve of the card.
@@ -59,6 +59,7 @@ class StageSpec:
     lora_alpha: int = 16
     lora_targets: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
     max_turns: int = 4
+    clips: int = 256  # align: clips whose tokens the projector is fitted on
     warmup: float = 0.05
     eval_every: int = 0  # 0: only at the end of the stage
 
@@ -71,6 +72,7 @@ class StarterRecipe:
     eval_clips: int = 60
     output_dir: str = "runs/starter"
     seed: int = 0
+    vision_checkpoint: str | None = None  # a saved vision stage (vision.pt) to start from instead of stage vision
 
 
 def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StarterRecipe:
@@ -246,9 +248,10 @@ def train_llava_stage(
 
 
 def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = None) -> dict[str, Any]:
-    """The whole run; writes `parts/` (what the package ships), `curve.json` and `report.json` to output_dir."""
+    """The whole run; writes `parts/` (what the package ships), `vision.pt` and `report.json` to output_dir."""
+    from videollm.starter.align import fit_projector
     from videollm.starter.model import build_starter, save_parts
-    from videollm.starter.vision import pretrain_vision
+    from videollm.starter.vision import VisionPretrainer, pretrain_vision
 
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
@@ -256,42 +259,60 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     world = recipe.world
     report: dict[str, Any] = {"recipe": asdict(recipe), "stages": [], "curve": []}
     t0 = time.perf_counter()
-    vision_state = None
-    stages = list(recipe.stages)
-    if stages and stages[0].name == "vision":
-        s = stages.pop(0)
-        vision, curve = pretrain_vision(s.steps, s.batch_size, s.lr, world.num_frames, world.seed, recipe.seed, eval_every=s.eval_every or s.steps, log=log)
-        vision_state = vision.state_dict()
+    stages = {s.name: s for s in recipe.stages}
+    if "vision" in stages:
+        s = stages["vision"]
+        vision, curve = pretrain_vision(
+            s.steps, s.batch_size, s.lr, world.num_frames, world.seed, recipe.seed, eval_every=s.eval_every or s.steps, log=log
+        )
+        torch.save(vision.state_dict(), out / "vision.pt")
         report["stages"].append({"name": "vision", "minutes": (time.perf_counter() - t0) / 60, "clips": s.steps * s.batch_size, "curve": curve})
-    model, processor = build_starter(lm_dir, vision_state, log=log)
+    elif recipe.vision_checkpoint:
+        vision = VisionPretrainer()
+        vision.load_state_dict(torch.load(recipe.vision_checkpoint, weights_only=True))
+        log(f"vision stage loaded from {recipe.vision_checkpoint}")
+    else:
+        raise ValueError("the starter needs a pretrained vision stage: add a `vision` stage or set vision_checkpoint")
+    vision.eval()
+    model, processor = build_starter(lm_dir, vision.state_dict(), log=log)
     clips = held_out(world, recipe.eval_clips)
     report["chat_before"] = chat_check(model, processor)
-    seen = {"clips": 0}
+    log(f"chat before: {report['chat_before']}")
+    seen = {"clips": 0, "batch": 0}
 
     def evaluate_now(stage: str, step: int) -> dict[str, Any]:
         result = evaluate(model, processor, clips)
-        point = {"stage": stage, "step": step, "train_clips": seen["clips"] + step * current["batch"], "minutes": (time.perf_counter() - t0) / 60, **result}
+        minutes = (time.perf_counter() - t0) / 60
+        point = {"stage": stage, "step": step, "train_clips": seen["clips"] + step * seen["batch"], "minutes": minutes, **result}
         report["curve"].append(point)
         log(f"eval after {stage} step {step}: " + " ".join(f"{k} {v:.1f}" for k, v in result["accuracy"].items() if "/" not in k))
         (out / "report.json").write_text(json.dumps(report, indent=1))
         return point
 
-    current = {"batch": 0}
-    evaluate_now("start", 0)
     stream = clip_stream(world)
     rng = np.random.default_rng(recipe.seed)
-    for s in stages:
+    if "align" in stages:
+        s = stages["align"]
         started = time.perf_counter()
-        if s.name == "finetune":
-            model = add_lora(model, s)
-        current["batch"] = s.batch_size
+        train_clips = [next(stream) for _ in range(s.clips)]
+        fit = fit_projector(model, processor.tokenizer, vision, train_clips, s.steps, s.lr, recipe.seed, log)
+        seen["clips"] += s.clips
+        report["stages"].append({"name": "align", "minutes": (time.perf_counter() - started) / 60, "clips": s.clips, **fit})
+        evaluate_now("align", s.steps)
+        save_parts(model, out / "parts")
+    if "finetune" in stages:
+        s = stages["finetune"]
+        started = time.perf_counter()
+        model = add_lora(model, s)
+        seen["batch"] = s.batch_size
         losses = train_llava_stage(model, processor, s, stream, rng, evaluate_now, log)
         seen["clips"] += s.steps * s.batch_size
-        current["batch"] = 0
-        report["stages"].append({"name": s.name, "minutes": (time.perf_counter() - started) / 60, "clips": s.steps * s.batch_size, "losses": losses})
-        evaluate_now(s.name, s.steps)
+        seen["batch"] = 0
+        report["stages"].append({"name": "finetune", "minutes": (time.perf_counter() - started) / 60, "clips": s.steps * s.batch_size, "losses": losses})
+        evaluate_now("finetune", s.steps)
         save_parts(model, out / "parts")
     report["chat_after"] = chat_check(model, processor)
+    log(f"chat after: {report['chat_after']}")
     report["minutes"] = (time.perf_counter() - t0) / 60
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report

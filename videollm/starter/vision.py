@@ -2,11 +2,12 @@
 
 The anchors start from a vision encoder that already understands images (CLIP, SigLIP). Ours starts
 from scratch, so before any LLaVA stage the vision tower and the connector (a resampler with one
-query per palette colour plus a global one, and a learned temporal embedding) are pretrained with
-supervised heads on what the world's questions ask: per colour slot its presence, shape, size,
-direction, speed, late appearance, disappearance and colour change; globally the shape counts at the
-start and the end (`clips.slot_labels`). The heads are thrown away; the tower and the connector go
-into the video model, whose projector then only has to map well-organised slot tokens into the LM.
+query per described field and a learned temporal embedding) are pretrained to *write a description*:
+each of the connector's tokens classifies the word it stands for (`clips.slot_words`: per palette
+colour the object's colour, size, shape, direction, speed and event; the counts at the start and the
+end). The word head is thrown away; the tower and the connector go into the video model, and the
+projector is first fitted to map each token onto the LM's own embedding of its word
+(`fit_projector`), so the frozen LM starts by reading something close to text.
 """
 
 from __future__ import annotations
@@ -23,24 +24,24 @@ from torch import nn
 
 from videollm.model.connectors import ConnectorConfig, build_connector
 from videollm.model.frames import FrameTransform, preprocess_frames
-from videollm.starter.clips import GLOBAL_HEADS, IGNORE, NUM_SLOTS, SLOT_HEADS, Clip, codec_noise, make_clip, slot_labels
+from videollm.starter.clips import FIELDS, IGNORE, NUM_TOKENS, WORDS, Clip, codec_noise, make_clip, slot_labels
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8
 MEAN = STD = (0.5, 0.5, 0.5)
 VISION_CONFIG: dict[str, Any] = {
     "model_type": "siglip_vision_model",
-    "hidden_size": 96,
-    "intermediate_size": 384,
+    "hidden_size": 64,
+    "intermediate_size": 256,
     "num_hidden_layers": 3,
-    "num_attention_heads": 3,
+    "num_attention_heads": 2,
     "image_size": IMAGE_SIZE,
     "patch_size": PATCH_SIZE,
     "vision_use_head": False,
 }
 CONNECTOR: dict[str, Any] = {
     "type": "resampler",
-    "num_queries": NUM_SLOTS,
+    "num_queries": NUM_TOKENS,
     "num_layers": 3,
     "temporal_embed": "learned",
     "max_frames": 32,
@@ -64,61 +65,63 @@ class VisionPretrainer(nn.Module):
         self.vision_tower = build_tower(vision_config)
         dim = vision_config["hidden_size"]
         cfg = ConnectorConfig.from_dict(connector)
-        if cfg.stage != "pre" or cfg.type != "resampler" or cfg.num_queries != NUM_SLOTS or cfg.per_frame:
+        if cfg.stage != "pre" or cfg.type != "resampler" or cfg.num_queries != NUM_TOKENS or cfg.per_frame:
             raise ValueError(
-                f"vision pretraining reads {NUM_SLOTS} slot tokens per video: use a per-video resampler connector "
-                f"with num_queries={NUM_SLOTS} before the projector, got {cfg.to_dict()}"
+                f"vision pretraining reads {NUM_TOKENS} description tokens per video: use a per-video resampler "
+                f"connector with num_queries={NUM_TOKENS} before the projector, got {cfg.to_dict()}"
             )
         self.connector = build_connector(cfg, dim, dim)
         self.grid = IMAGE_SIZE // PATCH_SIZE
-        heads = {**SLOT_HEADS, **GLOBAL_HEADS}
-        self.heads = nn.ModuleDict({name: nn.Linear(dim, n) for name, n in heads.items()})
+        self.head = nn.Linear(dim, len(WORDS))
 
     def slot_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, H, W) → (B, NUM_SLOTS, dim): the connector's tokens, as the video model computes them."""
+        """(B, T, 3, H, W) → (B, NUM_TOKENS, dim): the connector's tokens, as the video model computes them."""
         b, t = pixels.shape[:2]
         hidden = self.vision_tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
         feats = hidden.unflatten(0, (b, t)).unflatten(2, (self.grid, self.grid))
         return torch.stack([self.connector(clip) for clip in feats])
 
-    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        tokens = self.slot_tokens(pixels)
-        return {name: head(tokens) for name, head in self.heads.items()}
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Word logits (B, NUM_TOKENS, len(WORDS))."""
+        return self.head(self.slot_tokens(pixels))
 
 
-def clip_batch(clips: list[Clip], rng: np.random.Generator | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Pixel values (with codec noise when `rng` is given) and stacked slot labels of some clips."""
+def clip_batch(clips: list[Clip], rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel values (with codec noise when `rng` is given) and word labels (B, NUM_TOKENS) of some clips."""
     frames = [codec_noise(c.frames, rng) if rng is not None else c.frames for c in clips]
     pixels = torch.stack([preprocess_frames(f, FRAME_TRANSFORM) for f in frames])
-    labels = [slot_labels(c.states) for c in clips]
-    return pixels, {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in labels[0]}
+    return pixels, torch.from_numpy(np.stack([slot_labels(c.states) for c in clips]))
 
 
-def slot_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
-    losses = [
-        F.cross_entropy(logits[k].flatten(0, 1), labels[k].flatten(), ignore_index=IGNORE)
-        for k in logits
-        if (labels[k] != IGNORE).any()
-    ]
-    return torch.stack(losses).sum()
+def slot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per token, averaged per field type so that the many 'none' slots do not dominate."""
+    flat, lab = logits.flatten(0, 1), labels.flatten()
+    present = lab != WORDS.index("none")
+    weights = torch.where(present, 1.0, 0.25)[lab != IGNORE]
+    ce = F.cross_entropy(flat[lab != IGNORE], lab[lab != IGNORE], reduction="none")
+    return (ce * weights).sum() / weights.sum()
 
 
 @torch.no_grad()
 def slot_accuracy(model: VisionPretrainer, clips: list[Clip], batch_size: int = 32) -> dict[str, float]:
-    """Per-head accuracy (%) over the labelled slots of `clips`."""
+    """Accuracy (%) per field over the labelled tokens of present objects (and the counts), plus 'none' slots."""
     model.eval()
     hits: dict[str, list[int]] = {}
+    fields = np.array(FIELDS)
     for i in range(0, len(clips), batch_size):
         pixels, labels = clip_batch(clips[i : i + batch_size], None)
-        logits = model(pixels)
-        for k, lab in labels.items():
-            mask = lab != IGNORE
-            ok = (logits[k].argmax(-1) == lab)[mask]
-            h = hits.setdefault(k, [0, 0])
-            h[0] += int(ok.sum())
-            h[1] += int(mask.sum())
+        ok = (model(pixels).argmax(-1) == labels).numpy()
+        lab = labels.numpy()
+        for b in range(len(lab)):
+            for j, f in enumerate(fields):
+                if lab[b, j] == IGNORE:
+                    continue
+                key = "absent" if lab[b, j] == WORDS.index("none") and not f.startswith("count") else str(f)
+                h = hits.setdefault(key, [0, 0])
+                h[0] += int(ok[b, j])
+                h[1] += 1
     model.train()
-    return {k: 100.0 * a / max(n, 1) for k, (a, n) in hits.items()}
+    return {k: 100.0 * a / max(n, 1) for k, (a, n) in sorted(hits.items())}
 
 
 def clip_stream(seed: int, split: str, num_frames: int, start: int = 0) -> Iterator[Clip]:

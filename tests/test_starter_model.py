@@ -1,0 +1,104 @@
+"""The shipped starter model: assembles offline from the package's parts and sees the synthetic world.
+
+Slow tier: the first use converts SmolLM2's GGUF and assembles the checkpoint (in a private cache here).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# Held-out check: a fresh world seed, decoded from real mp4 files through the same path as `videollm eval`.
+FRESH_SEED = 98765
+NUM_VIDEOS = 8
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory):
+    import os
+
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("VIDEOLLM_CACHE")
+    os.environ["VIDEOLLM_CACHE"] = str(cache)
+    try:
+        from videollm.starter.model import starter_dir
+
+        lines: list[str] = []
+        path = starter_dir(log=lines.append)
+        yield path, lines
+    finally:
+        if old is None:
+            os.environ.pop("VIDEOLLM_CACHE", None)
+        else:
+            os.environ["VIDEOLLM_CACHE"] = old
+
+
+def test_assembles_once_with_progress_line(starter):
+    from videollm.starter.model import starter_dir
+
+    path, lines = starter
+    assert any("assembling the starter model" in line for line in lines)
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    again: list[str] = []
+    assert starter_dir(log=again.append) == path
+    assert again == []  # second use: the cached checkpoint, no work
+
+
+def test_checkpoint_is_a_videollm_model_in_vllm_layout(starter):
+    from safetensors import safe_open
+
+    path, _ = starter
+    config = json.loads((path / "config.json").read_text())
+    assert config["architectures"] == ["VideoLLMForConditionalGeneration"]
+    assert config["connector"]["type"] == "resampler" and config["connector"]["temporal_embed"] == "learned"
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert not any("lora_" in k for k in keys)  # LoRA merged
+    assert any(k.startswith("vision_tower.vision_model.") for k in keys)
+
+
+def test_answers_fresh_synthetic_videos(starter, tmp_path):
+    """Short answers to every question of fresh mp4 clips, scored by exact match as `videollm eval` does."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import videollm  # noqa: F401  (registers the videollm auto classes)
+    from videollm.data.synthetic import render_world
+    from videollm.eval.textmatch import exact_match
+    from videollm.starter.conversations import messages, turn
+    from videollm.starter.train import generate
+    from videollm.video import FrameSampler, load_video
+
+    path, _ = starter
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    world = render_world(tmp_path / "world", num_videos=0, num_test_videos=NUM_VIDEOS, seed=FRESH_SEED)
+    split = world.splits["test"]
+    hits = {"static": [], "temporal": []}
+    for item in split.items:
+        video = load_video(split.dir / item.video, FrameSampler.uniform(model.config.num_frames))
+        convs = [messages([(turn(q, "short")[0], "")])[:1] for q in item.questions]
+        preds = generate(model, processor, convs, [video] * len(convs), max_new_tokens=12)
+        for q, p in zip(item.questions, preds, strict=True):
+            hits[q.type].append(exact_match(p, q.answer))
+    n = sum(len(v) for v in hits.values())
+    acc = {k: 100 * sum(v) / max(len(v), 1) for k, v in hits.items()}
+    assert n >= 30, n
+    # Chance is about a third for the static types (2–3 options) and lower for the temporal ones;
+    # the bounds sit well above chance and below the card's measured accuracy.
+    assert acc["static"] >= STATIC_MIN, acc
+    assert acc["temporal"] >= TEMPORAL_MIN, acc
+
+
+STATIC_MIN = 60.0
+TEMPORAL_MIN = 50.0
+
+
+def test_default_model_is_the_starter(starter, monkeypatch):
+    import videollm.starter
+
+    path, _ = starter
+    assert videollm.starter.default_model() == str(path)
