@@ -12,7 +12,7 @@ from videollm.eval.cli import main
 from videollm.eval.loaders import load_items
 from videollm.eval.tasks import all_specs
 from videollm.inference.engine import Engine, GenerationRequest, TransformersEngine
-from videollm.video import FrameSampler
+from videollm.video import DEFAULT_BACKEND, FrameSampler
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +89,13 @@ def test_synthetic_tasks_in_process_with_a_broken_video(checkpoint, world, tmp_p
     assert sum(s["filtered_resps"] is not None for s in samples) == len(qa) - n_bad
     prov = results["videollm"]["provenance"]
     assert prov["engine"]["engine"] == "transformers" and prov["engine"]["checkpoint"]["sha256"]
-    assert prov["decoder"]["backend"] == "decord" and prov["sampling"] == {
+    assert prov["decoder"]["backend"] == DEFAULT_BACKEND and prov["sampling"] == {
         "frames": 4,
         "fps": None,
         "max_frames": None,
         "sampler": "uniform",
         "mode": "exact",
-        "decoder_backend": "decord",
+        "decoder_backend": DEFAULT_BACKEND,
     }
     # a second run with --resume generates nothing new: every prediction (and the undecodable clip's
     # errors: a corrupt file fails the same way again) comes from the cache

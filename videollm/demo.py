@@ -15,7 +15,7 @@ import numpy as np
 
 from videollm.data.synthetic import render_world
 from videollm.paths import cache_dir
-from videollm.video import FrameSampler, load_video
+from videollm.video import BACKENDS, FrameSampler, load_video
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = json.loads(test.path("qa").read_text().splitlines()[0])
     clip = test.dir / record["video"]
     sampler = FrameSampler.uniform(args.frames)
-    videos = {backend: load_video(clip, sampler, backend=backend) for backend in ("decord", "pyav")}
+    videos = {backend: load_video(clip, sampler, backend=backend) for backend in BACKENDS}
     v = videos["decord"]
     same = np.array_equal(videos["decord"].frames, videos["pyav"].frames)
     print(f"clip: {clip.name}  {v.num_source_frames} frames @ {v.fps:g} fps, {v.duration:.2f} s, {v.size[1]}×{v.size[0]} px")

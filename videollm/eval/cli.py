@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from videollm.eval.tasks import TaskError, all_specs, all_suites, resolve_tasks
+from videollm.video.decode import BACKENDS, DEFAULT_BACKEND
 
 
 def _add_judge_args(p: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ def run_parser() -> argparse.ArgumentParser:
         "--sampler-mode", choices=("exact", "keyframe"), default="exact", help="frame sampling mode"
     )
     p.add_argument(
-        "--backend", choices=("decord", "pyav"), default="decord", help="video decoder (in-process)"
+        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="video decoder (in-process)"
     )
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight to the endpoint(s)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size of in-process generation")

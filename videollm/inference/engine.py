@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from videollm.video.decode import DEFAULT_BACKEND
 from videollm.video.sampling import FrameSampler
 
 
@@ -114,7 +115,7 @@ class TransformersEngine:
         name: str = "",
         default_sampler: FrameSampler | None = None,
         batch_size: int = 4,
-        backend: str = "decord",
+        backend: str = DEFAULT_BACKEND,
         source_path: str | Path | None = None,
         device: str | None = None,
     ):

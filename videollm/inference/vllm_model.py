@@ -36,6 +36,7 @@ from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
 from vllm.multimodal.parse import MultiModalDataItems, VideoEmbeddingItems, VideoProcessorItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdate, PromptUpdateDetails
 
+from videollm.inference.media import MediaPolicy
 from videollm.inference.vllm_video import video_from_metadata
 from videollm.inference.vllm_video_modules import add_video_modules, encode_video, has_video_modules
 from videollm.model.config import VideoLLMConfig
@@ -74,6 +75,21 @@ class VideoLLMProcessingInfo(LlavaOnevisionProcessingInfo):
     def get_num_video_tokens(self, *, image_width: int, image_height: int, num_frames: int) -> int:
         # Frames are resized to the tower's square input, so only the frame count matters.
         return video_num_tokens(self.get_hf_config(), num_frames)
+
+    def _get_max_video_frames(self, max_tokens: int) -> int:
+        """Most frames whose tokens fit `max_tokens` (for vLLM's profiling run), by bisection up to the frame limit.
+
+        vLLM's version counts up until the tokens overflow, which never happens for connectors with a
+        fixed budget (pool3d, resampler, token_merge): it would loop forever.
+        """
+        lo, hi = 0, MediaPolicy.from_env().limits.max_frames
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.get_num_video_tokens(image_width=0, image_height=0, num_frames=mid) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     def time_instruction_ids(self, video: Video) -> list[int]:
         """Token ids of the text the processor puts after a video's placeholders (empty when off)."""

@@ -6,10 +6,20 @@
 Decoders (decord, PyAV, Pillow) are imported on first use, so importing this package is cheap.
 """
 
-from videollm.video.decode import load_video, probe_video
+from videollm.video.decode import BACKENDS, DEFAULT_BACKEND, load_video, probe_video
 from videollm.video.info import VideoInfo
 from videollm.video.limits import MediaLimits
 from videollm.video.sampling import FrameSampler
 from videollm.video.types import Video, VideoError
 
-__all__ = ["FrameSampler", "MediaLimits", "Video", "VideoError", "VideoInfo", "load_video", "probe_video"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "FrameSampler",
+    "MediaLimits",
+    "Video",
+    "VideoError",
+    "VideoInfo",
+    "load_video",
+    "probe_video",
+]

@@ -22,6 +22,10 @@ from videollm.video.types import Video, VideoError
 
 Backend = Literal["decord", "pyav"]
 BACKENDS = ("decord", "pyav")
+# PyAV by default: on H.264 it is the faster of the two decoders here (benchmarks/decode.py: exact mode
+# 1.2-1.3× the fastest plain OpenCV loop; decord's own decoder runs at 0.45-0.67× of it) and it is
+# correct on open-GOP streams, where decord 0.6 must fall back to reading every frame.
+DEFAULT_BACKEND: Backend = "pyav"
 DEFAULT_TIMEOUT_S = 300.0
 
 T = TypeVar("T")
@@ -31,7 +35,7 @@ def load_video(
     source: Source,
     sampler: FrameSampler | None = None,
     *,
-    backend: Backend = "decord",
+    backend: Backend = DEFAULT_BACKEND,
     short_side: int | None = None,
     limits: MediaLimits | None = None,
     allowed_local_root: str | os.PathLike | None = None,
