@@ -125,7 +125,7 @@ def start(engine: str, model: Path, frames: int, log: Path, extra: list[str]) ->
     cmd = [sys.executable, "-m", "videollm.cli", "serve", "--engine", engine, "--model", str(model),
            "--served-model-name", "bench", "--port", str(port), "--frames", str(frames), *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+                            env={"VLLM_CPU_KVCACHE_SPACE": "4", **os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
     while True:

@@ -27,7 +27,14 @@ REPLIES = "A red circle.<|im_end|>\nIt stops.<|im_end|>\n"
 
 def _video(frames: int = 4, seed: int = 0) -> Video:
     pixels = np.random.default_rng(seed).integers(0, 256, (frames, 40, 48, 3), dtype=np.uint8)
-    return Video(pixels, np.arange(frames) / 8, np.arange(frames), fps=8.0, duration=frames / 8, num_source_frames=frames)
+    return Video(
+        pixels,
+        np.arange(frames) / 8,
+        np.arange(frames),
+        fps=8.0,
+        duration=frames / 8,
+        num_source_frames=frames,
+    )
 
 
 def _sample(messages=CONVERSATION, videos=None, images=None) -> Sample:
@@ -112,8 +119,14 @@ def test_too_long_after_expansion_is_skipped_counted_and_replaced(tmp_path: Path
 
     def record(rid: str, question: str, media: str = "video") -> dict:
         path = video if media == "video" else image
-        return {"id": rid, media: path, "conversations": [
-            {"from": "human", "value": f"<{media}>\n{question}"}, {"from": "gpt", "value": "Yes."}]}
+        return {
+            "id": rid,
+            media: path,
+            "conversations": [
+                {"from": "human", "value": f"<{media}>\n{question}"},
+                {"from": "gpt", "value": "Yes."},
+            ],
+        }
 
     records = [record("long", "word " * 200), record("img", "Why?", "image"), record("short", "Why?")]
     data = tmp_path / "d.json"

@@ -29,15 +29,45 @@ def _write(path: Path, records: list) -> str:
 
 def test_every_problem_is_reported_at_once_with_file_and_record(tmp_path, world):
     video = "train/videos/synth_s0_train_00000.mp4"
-    good = {"id": "ok", "video": video, "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A."}]}
+    good = {
+        "id": "ok",
+        "video": video,
+        "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A."}],
+    }
     bad = [
         good,
         {"id": "missing", "video": "train/videos/nope.mp4", "conversations": good["conversations"]},
-        {"id": "noph", "video": video, "conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}]},
-        {"id": "count", "video": video, "conversations": [{"from": "human", "value": "<video><video>\nQ?"}, {"from": "gpt", "value": "A."}]},
-        {"id": "empty", "video": video, "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "  "}]},
-        {"id": "role", "video": video, "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "bot", "value": "A."}]},
-        {"id": "gptph", "video": video, "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "<image> A."}]},
+        {
+            "id": "noph",
+            "video": video,
+            "conversations": [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}],
+        },
+        {
+            "id": "count",
+            "video": video,
+            "conversations": [
+                {"from": "human", "value": "<video><video>\nQ?"},
+                {"from": "gpt", "value": "A."},
+            ],
+        },
+        {
+            "id": "empty",
+            "video": video,
+            "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "  "}],
+        },
+        {
+            "id": "role",
+            "video": video,
+            "conversations": [{"from": "human", "value": "<video>\nQ?"}, {"from": "bot", "value": "A."}],
+        },
+        {
+            "id": "gptph",
+            "video": video,
+            "conversations": [
+                {"from": "human", "value": "<video>\nQ?"},
+                {"from": "gpt", "value": "<image> A."},
+            ],
+        },
         {"conversations": [{"from": "human", "value": "<image>\nQ?"}, {"from": "gpt", "value": "A."}]},
     ]
     path = _write(tmp_path / "data.json", bad)
@@ -63,8 +93,11 @@ def test_every_problem_is_reported_at_once_with_file_and_record(tmp_path, world)
 
 
 def test_jsonl_and_malformed_lines(tmp_path, world):
-    line = {"id": "a", "image": "train/frames/synth_s0_train_00000_t004.png", "conversations": [
-        {"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "Shapes."}]}
+    line = {
+        "id": "a",
+        "image": "train/frames/synth_s0_train_00000_t004.png",
+        "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "Shapes."}],
+    }
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(line) + "\n\n" + json.dumps({**line, "id": "b"}) + "\n")
     assert [r["id"] for r in read_json_records(good)] == ["a", "b"]
@@ -77,13 +110,17 @@ def test_jsonl_and_malformed_lines(tmp_path, world):
 
 
 def test_turns_become_chat_messages_with_media_parts(tmp_path, world):
-    rec = {"id": "m", "video": "train/videos/synth_s0_train_00000.mp4", "conversations": [
-        {"from": "system", "value": "Be brief."},
-        {"from": "human", "value": "<video>\nWhat moves?"},
-        {"from": "gpt", "value": "A circle."},
-        {"from": "human", "value": "Then?\n"},
-        {"from": "gpt", "value": "It stops."},
-    ]}
+    rec = {
+        "id": "m",
+        "video": "train/videos/synth_s0_train_00000.mp4",
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "<video>\nWhat moves?"},
+            {"from": "gpt", "value": "A circle."},
+            {"from": "human", "value": "Then?\n"},
+            {"from": "gpt", "value": "It stops."},
+        ],
+    }
     (records,) = load_records([DataSource(_write(tmp_path / "m.json", [rec]), media_root=str(world))])
     (r,) = records
     assert [m["role"] for m in r.messages] == ["system", "user", "assistant", "user", "assistant"]
@@ -103,7 +140,9 @@ def test_mixture_weights_repeat_and_subsample_deterministically():
 
 def test_bad_weight_and_missing_file_are_reported(tmp_path):
     with pytest.raises(DataError) as info:
-        load_records([DataSource(str(tmp_path / "none.json")), DataSource(str(tmp_path / "none.json"), weight=0)])
+        load_records(
+            [DataSource(str(tmp_path / "none.json")), DataSource(str(tmp_path / "none.json"), weight=0)]
+        )
     text = str(info.value)
     assert "none.json: file not found" in text and "weight must be a number > 0" in text
 

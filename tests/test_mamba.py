@@ -150,6 +150,46 @@ def test_video_model_with_mamba_round_trips_and_trains_under_the_adapter_strateg
     assert any(".mamba_adapter." in n for n in trained)
 
 
+def test_a_mamba_adapter_run_trains_the_adapters_and_projector_only(tmp_path):
+    """A real training run (`videollm.train.trainer.train`, synthetic world): `strategy: adapter`, `type: mamba`."""
+    from trainkit import recipe, render_world, save_tiny_base
+
+    from videollm.train.recipe import recipe_from_dict
+    from videollm.train.trainer import train
+
+    world, base = render_world(tmp_path / "world", num_videos=2), save_tiny_base(tmp_path / "base")
+    tree = recipe(
+        world,
+        base,
+        tmp_path / "run",
+        strategy="adapter",
+        adapter=MAMBA,
+        max_steps=3,
+        **{"frames.num_frames": 2},
+    )
+    result = train(recipe_from_dict(tree))
+    before = dict(VideoLLMForConditionalGeneration.from_pretrained(base).named_parameters())
+    trained = VideoLLMForConditionalGeneration.from_pretrained(tmp_path / "run")
+    assert trained.config.adapter == MAMBA
+    after = dict(trained.named_parameters())
+    assert {n for n in after if n not in before} == {n for n in after if ".mamba_adapter." in n}
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and {param_group(n) for n in changed} == {"projector"}  # the tower's own weights untouched
+    # CLIP's features come from the penultimate layer: the first block's adapter gets gradient and learns
+    assert after["model.vision_tower.encoder.layers.0.mamba_adapter.modulation.weight"].abs().sum() > 0
+    assert result.trainable["vision"][0] == 0 and result.trainable["lm"][0] == 0
+
+
+def test_vllm_tower_gets_the_adapters_of_the_blocks_it_runs():
+    """vLLM keeps the blocks up to the feature layer; adapter indices still count from the full tower."""
+    from videollm.inference.vllm_video_modules import loaded_adapter_spec
+
+    assert loaded_adapter_spec({**MAMBA, "layers": [-1, 0]}, total=3, loaded=2)["layers"] == [0]
+    assert loaded_adapter_spec(MAMBA | {"layers": None}, total=3, loaded=2)["layers"] == [0, 1]
+    with pytest.raises(ValueError, match=r"adapter.layers has 5, but the vision tower has 3 encoder layers"):
+        loaded_adapter_spec({**MAMBA, "layers": [5]}, total=3, loaded=3)
+
+
 def assert_engines_agree(model_dir, tmp_path) -> None:
     """vLLM (videollm's plugin, offline engine) and transformers: same prompts and greedy tokens, fp32.
 
@@ -192,9 +232,9 @@ def assert_engines_agree(model_dir, tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layers", [None, [-1]])
-def test_vllm_plugin_runs_the_mamba_adapter_as_transformers_does(tmp_path, layers):
+@pytest.mark.parametrize("adapter", [MAMBA, {"type": "st_adapter", "layers": [-1], "kernel_size": [3, 3, 3]}])
+def test_vllm_plugin_runs_temporal_adapters_as_transformers_does(tmp_path, adapter):
     from serving import save_tiny
 
-    model_dir = save_tiny(tmp_path / "mamba", "spatiotemporal_pool", adapter={**MAMBA, "layers": layers})
+    model_dir = save_tiny(tmp_path / "adapter", "spatiotemporal_pool", adapter=adapter)
     assert_engines_agree(model_dir, tmp_path)

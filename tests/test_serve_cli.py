@@ -44,6 +44,8 @@ def test_user_settings_win_over_ours(tmp_path, monkeypatch):
     args, extra = parse("--model", str(tmp_path), "--media-io-kwargs", '{"video": {"num_frames": 3}}')
     argv, env = cli.vllm_command(args, extra, cli.policy_from_args(args, str(tmp_path)), str(tmp_path))
     assert argv.count("--media-io-kwargs") == 1
+    # no domains given: vLLM's own routes must not fetch from anywhere either
+    assert argv[argv.index("--allowed-media-domains") + 1] == cli.NO_HTTP_MEDIA
     assert env["VLLM_PLUGINS"].split(",") == ["other", "videollm", "videollm_routes"]
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
 

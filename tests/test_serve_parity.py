@@ -36,8 +36,9 @@ def test_parity_with_transformers(tmp_path, name):
     assert_same_greedy(tokens, ref_tokens, margins)
 
 
-def test_offline_vllm_engine_matches_the_eval_transformers_engine(tmp_path):
+def test_offline_vllm_engine_matches_the_eval_transformers_engine(tmp_path, monkeypatch):
     """`VLLMEngine` (the Engine protocol on vllm.LLM) answers as the eval's transformers engine does."""
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default wants 92 % of free memory
     import videollm  # noqa: F401
     from videollm.inference.engine import GenerationRequest, TransformersEngine
     from videollm.inference.vllm_engine import VLLMEngine

@@ -131,12 +131,15 @@ def transformers_tokens(
 
 def vllm_tokens(
     base_url: str, clip: Path, max_tokens: int, api_key: str = "x"
-) -> tuple[list[int], list[int]]:
+) -> tuple[list[int], list[int], list]:
+    """(prompt ids, greedy ids, top-1 minus top-2 logprob at each step) from a vLLM server."""
     body = {
         "model": "tiny",
         "max_tokens": max_tokens,
         "temperature": 0,
         "return_token_ids": True,
+        "logprobs": True,
+        "top_logprobs": 2,
         "messages": [
             {
                 "role": "user",

@@ -73,7 +73,9 @@ def test_two_gloo_ranks_train_disjoint_samples_with_synchronised_weights(tmp_pat
     assert set(seen[0]) | set(seen[1]) == ids  # together: the whole epoch, once
     for a, b in zip(*logs, strict=True):
         assert a["step"] == b["step"]
-        assert a["checksum"] == pytest.approx(b["checksum"], rel=1e-9, abs=1e-9)  # the same weights on both ranks
+        assert a["checksum"] == pytest.approx(
+            b["checksum"], rel=1e-9, abs=1e-9
+        )  # the same weights on both ranks
     assert len({round(line["checksum"], 6) for line in logs[0]}) == 4  # ... and they did train
     run = json.loads((out / "videollm_run.json").read_text())
     assert run["global_step"] == 4
@@ -84,7 +86,15 @@ def test_deepspeed_with_two_processes_saves_a_loadable_checkpoint(tmp_path, worl
     from videollm.model import VideoLLMForConditionalGeneration
 
     out = tmp_path / "run"
-    tree = recipe(world, base, out, strategy="full", max_steps=2, save_steps=2, deepspeed=str(REPO / "train/deepspeed" / config))
+    tree = recipe(
+        world,
+        base,
+        out,
+        strategy="full",
+        max_steps=2,
+        save_steps=2,
+        deepspeed=str(REPO / "train/deepspeed" / config),
+    )
     tree["data"]["files"] = [{"path": p} for p in data]
     _videollm_train(write_recipe(tmp_path / "r.yaml", tree), "--nproc", "2")
     assert (out / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own optimizer state
@@ -131,7 +141,9 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, world, base, data):
     path = write_recipe(tmp_path / "run.yaml", tree(out))
     script = tmp_path / "killer.py"
     script.write_text(KILLER.replace("{step}", "4"))
-    killed = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=600, env=_env())
+    killed = subprocess.run(
+        [sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=600, env=_env()
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert (out / "checkpoint-4").is_dir() and not (out / "model.safetensors").exists()
 
@@ -145,7 +157,14 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, world, base, data):
     assert state["global_step"] == 6
     ref_steps = {line["step"]: line["ids"] for line in _sample_log(reference / "samples.rank0.jsonl")}
     resumed = _sample_log(out / "samples.rank0.jsonl")
-    assert [line["step"] for line in resumed] == [0, 1, 2, 3, 4, 5]  # killed after saving step 4, resumed there
+    assert [line["step"] for line in resumed] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]  # killed after saving step 4, resumed there
     for line in resumed:
         assert line["ids"] == ref_steps[line["step"]]  # the same data position: optimizer, scheduler, sampler
     ours, theirs = load_file(out / "model.safetensors"), load_file(reference / "model.safetensors")

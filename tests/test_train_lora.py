@@ -28,7 +28,9 @@ def base(tmp_path_factory) -> Path:
 
 def _setup(world: Path, base: Path, tmp_path: Path, strategy: str):
     r = recipe_from_dict(
-        recipe(world, base, tmp_path / "run", strategy=strategy, **{"lora.dropout": 0.0, "frames.num_frames": 2})
+        recipe(
+            world, base, tmp_path / "run", strategy=strategy, **{"lora.dropout": 0.0, "frames.num_frames": 2}
+        )
     )
     b = load_base(r)
     model = apply_strategy(b.model, r)

@@ -80,7 +80,7 @@ def test_bad_overrides_name_the_field(tmp_path, override, message):
 
 
 def test_model_source_must_be_exactly_one(tmp_path):
-    with pytest.raises(RecipeError, match="exactly one of model.base"):
+    with pytest.raises(RecipeError, match=r"exactly one of model\.base"):
         load_recipe(_recipe_file(tmp_path), ["model.tiny={}"])
 
 
@@ -94,7 +94,9 @@ def test_cli_reports_recipe_errors_before_launching(tmp_path, capsys):
 def test_launcher_command_relaunches_under_torchrun_or_deepspeed(monkeypatch):
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
-    args = cli.build_parser().parse_intermixed_args(["r.yaml", "lr=1", "--nproc", "2", "--master-port", "29999"])
+    args = cli.build_parser().parse_intermixed_args(
+        ["r.yaml", "lr=1", "--nproc", "2", "--master-port", "29999"]
+    )
     command = cli.launcher_command(args)
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert command[-4:] == ["-m", "videollm.train.cli", "r.yaml", "lr=1"]

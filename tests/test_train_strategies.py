@@ -51,7 +51,9 @@ def _load(path: Path):
         ("full", {"lr_vision": 0.0}, {"projector", "lm"}),
     ],
 )
-def test_whole_model_strategies_train_exactly_their_groups(tmp_path, world, base, strategy, extra, trained_groups):
+def test_whole_model_strategies_train_exactly_their_groups(
+    tmp_path, world, base, strategy, extra, trained_groups
+):
     before = _weights(_load(base))
     result = _run(world, base, tmp_path / "run", strategy=strategy, **extra)
     after = _weights(_load(tmp_path / "run"))
@@ -70,7 +72,9 @@ def test_adapter_and_prompt_train_only_the_new_modules_and_projector(tmp_path, w
     before = _weights(_load(base))
     result = _run(world, base, tmp_path / "run", strategy=strategy)
     trained = _load(tmp_path / "run")
-    assert getattr(trained.config, strategy) is not None  # the config says so: the model rebuilds them on load
+    assert (
+        getattr(trained.config, strategy) is not None
+    )  # the config says so: the model rebuilds them on load
     after = _weights(trained)
     new = {n for n in after if n not in before}
     assert new and all(f".{module}." in n for n in new)
@@ -102,7 +106,9 @@ def test_lora_trains_adapters_on_the_lm_and_the_projector_only(tmp_path, world, 
         assert torch.equal(before[original], p), name  # every base weight unchanged
     saved = {n for n, p in model.named_parameters() if ".modules_to_save." in n}
     assert saved and {param_group(n) for n in saved} == {"projector"}
-    trained_projector = [p for n, p in model.named_parameters() if "modules_to_save" in n and "linear_1.weight" in n]
+    trained_projector = [
+        p for n, p in model.named_parameters() if "modules_to_save" in n and "linear_1.weight" in n
+    ]
     original = before["model.multi_modal_projector.linear_1.weight"]
     assert not torch.equal(trained_projector[0], original)
     assert result.trainable["vision"][0] == 0
@@ -110,13 +116,20 @@ def test_lora_trains_adapters_on_the_lm_and_the_projector_only(tmp_path, world, 
 
 def test_lora_regex_can_reach_the_vision_tower_when_asked(tmp_path, world, base):
     regex = r".*(vision_tower|language_model).*\.(q_proj|v_proj)"
-    result = _run(world, base, tmp_path / "run", strategy="lora", **{"lora.target_modules": regex, "max_steps": 1})
+    result = _run(
+        world, base, tmp_path / "run", strategy="lora", **{"lora.target_modules": regex, "max_steps": 1}
+    )
     assert result.trainable["vision"][0] > 0 and result.trainable["lm"][0] > 0
 
 
 def test_distill_adds_its_loss_and_keeps_the_teacher_frozen(tmp_path, world, base):
     result = _run(
-        world, base, tmp_path / "run", strategy="adapter", distill={"weight": 1.0, "target": "vision"}, max_steps=4
+        world,
+        base,
+        tmp_path / "run",
+        strategy="adapter",
+        distill={"weight": 1.0, "target": "vision"},
+        max_steps=4,
     )
     distill = [h["distill_loss"] for h in result.log_history if "distill_loss" in h]
     assert len(distill) == 4

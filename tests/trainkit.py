@@ -87,7 +87,9 @@ def stock_processor(num_image_tokens: int = 16, size: int = 32) -> Any:
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
     )
-    from transformers.models.llava_onevision.video_processing_llava_onevision import LlavaOnevisionVideoProcessor
+    from transformers.models.llava_onevision.video_processing_llava_onevision import (
+        LlavaOnevisionVideoProcessor,
+    )
 
     from videollm.model import tiny_tokenizer
 

@@ -109,7 +109,9 @@ def build_on_meta(config) -> nn.Module:
 
 def part_of(name: str) -> str:
     """Which part of a LLaVA-style model a parameter belongs to, from its name."""
-    if ".st_adapter." in name or ".visual_prompt." in name:
+    if any(f".{m}." in name for m in ("st_adapter", "mamba_adapter", "visual_prompt")):
+        return "adapters"
+    if name.startswith(("side.", "model.side.")):  # the side network: trained like the adapters
         return "adapters"
     if "vision_tower" in name:
         return "vision"

@@ -21,6 +21,7 @@ from videollm.inference.media import SERVER_LIMITS, MediaPolicy, domains
 from videollm.video.limits import MediaLimits
 
 ENGINES = ("vllm", "transformers")
+NO_HTTP_MEDIA = "no-http-media.invalid"  # RFC 2606: .invalid never resolves
 
 
 def default_engine() -> str:
@@ -143,8 +144,9 @@ def vllm_command(
     argv += ["--trust-request-mm-kwargs"]
     if policy.allowed_local_root:
         argv += ["--allowed-local-media-path", policy.allowed_local_root]
-    if policy.allowed_domains:
-        argv += ["--allowed-media-domains", *policy.allowed_domains]
+    # vLLM fetches from any host when its list is empty; our guard checks chat requests, and for
+    # its other routes (completions, responses, ...) a reserved, never-resolving name closes http.
+    argv += ["--allowed-media-domains", *(policy.allowed_domains or [NO_HTTP_MEDIA])]
     return argv + extra, env
 
 

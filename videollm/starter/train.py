@@ -70,6 +70,7 @@ class StarterRecipe:
     world: WorldSpec = field(default_factory=WorldSpec)
     stages: list[StageSpec] = field(default_factory=list)
     eval_clips: int = 60
+    eval_start: bool = True  # measure the assembled model before align (the curve's first point)
     output_dir: str = "runs/starter"
     seed: int = 0
     vision_checkpoint: str | None = None  # a saved vision stage (vision.pt) to start from instead of stage vision
@@ -93,6 +94,15 @@ def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     if not names or names != sorted(names, key=["vision", "align", "finetune"].index) or len(set(names)) != len(names):
         raise RecipeError(f"{path}: stages must be some of vision, align, finetune, once each and in that order; got {names}")
     return recipe
+
+
+def is_starter_recipe(path: str | Path) -> bool:
+    """Whether a recipe file is a staged starter recipe (top-level `stages:`), for `videollm train`'s dispatch."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(tree, dict) and "stages" in tree
 
 
 def as_video(clip: Clip, frames: np.ndarray | None = None, fps: float = 8.0) -> Video:
@@ -289,6 +299,8 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         (out / "report.json").write_text(json.dumps(report, indent=1))
         return point
 
+    if recipe.eval_start:
+        evaluate_now("start", 0)
     stream = clip_stream(world)
     rng = np.random.default_rng(recipe.seed)
     if "align" in stages:

@@ -10,6 +10,7 @@ directory when that is where they exist, so recipes run from anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -195,10 +196,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     if tp is float:
         if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecipeError(f"field {where!r}: expected a number, got {value!r}")
         return float(value)

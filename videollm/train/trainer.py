@@ -18,6 +18,7 @@ model), the processor, `recipe.yaml` and `videollm_run.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -144,9 +145,8 @@ class VideoLLMTrainer(Trainer):
         self._sample_log = None
         if recipe.log_samples:
             Path(recipe.output_dir).mkdir(parents=True, exist_ok=True)
-            self._sample_log = open(
-                Path(recipe.output_dir) / f"samples.rank{self.args.process_index}.jsonl", "a"
-            )  # noqa: SIM115
+            path = Path(recipe.output_dir) / f"samples.rank{self.args.process_index}.jsonl"
+            self._sample_log = path.open("a")
 
     # ----- optimizer ------------------------------------------------------------------------------
 
@@ -205,6 +205,24 @@ class VideoLLMTrainer(Trainer):
             world_size=self.args.world_size,
             seed=self.args.seed,
         )
+
+    # ----- resume ---------------------------------------------------------------------------------
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Load a checkpoint's weights through `from_pretrained`, which maps its saved key layout back.
+
+        Checkpoints are written in the layout transformers and vLLM load (`language_model.model.*`,
+        `vision_tower.vision_model.*`), not the in-memory names (`model.language_model.*`); the Trainer's
+        own loader is a non-strict `load_state_dict`, which would match none of them and resume from the
+        base weights without a word. Adapters (peft) keep their own names and the Trainer's path.
+        """
+        target = self.model if model is None else model
+        if hasattr(target, "peft_config") or not (Path(resume_from_checkpoint) / "config.json").is_file():
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(target.parameters()).dtype
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        target.load_state_dict(loaded.state_dict(), strict=True)
+        logger.info("resumed weights from %s", resume_from_checkpoint)
 
     # ----- loss -----------------------------------------------------------------------------------
 
@@ -331,7 +349,16 @@ def train(recipe: Recipe) -> RunResult:
         )
 
     compute_dtype = torch.bfloat16 if mode.bf16 else torch.float32
-    base = load_base(recipe, compute_dtype)
+    saved_base = Path(recipe.output_dir) / BASE_DIR
+    if checkpoint is not None and saved_base.is_dir():
+        # A resumed LoRA run continues on the very base it saved, not on a rebuilt one.
+        spec = dataclasses.replace(
+            recipe.model, base=str(saved_base), tiny=None, vision=None, lm=None, connector=None, config={}
+        )
+        base = load_base(dataclasses.replace(recipe, model=spec), compute_dtype)
+        base.assembled = True
+    else:
+        base = load_base(recipe, compute_dtype)
     model, processor = base.model, base.processor
     peft = recipe.strategy in ("lora", "qlora")
     base_checkpoint = recipe.model.base if not base.assembled else None
