@@ -91,5 +91,8 @@ class VLLMEngine:
                 for r in chunk
             ]
             for out in self.llm.generate(prompts, params, use_tqdm=False):
-                outputs.append(out.outputs[0].text.strip())
+                # Decoded as the transformers engine decodes (one full decode, special tokens dropped),
+                # so both engines turn the same tokens into the same string.
+                ids = list(out.outputs[0].token_ids)
+                outputs.append(self.processor.batch_decode([ids], skip_special_tokens=True)[0].strip())
         return outputs
