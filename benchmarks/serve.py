@@ -188,6 +188,7 @@ async def load(url: str, urls: list[str], clients: int, requests: int, max_token
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - t0
+    await client.close()
     lat = [r[0] for r in results]
     ttft = [r[1] for r in results]
     return {

@@ -269,10 +269,14 @@ def app_server(model_dir: Path, policy, api_key: str | None = None, name: str = 
     from videollm.serve.routes import ServeInfo
 
     model = VideoLLMForConditionalGeneration.from_pretrained(model_dir)
-    generator = BatchedGenerator(model, VideoLLMProcessor.from_pretrained(model_dir), batch_size=batch_size, wait_s=0.05)
+    generator = BatchedGenerator(
+        model, VideoLLMProcessor.from_pretrained(model_dir), batch_size=batch_size, wait_s=0.05
+    )
     info = ServeInfo(engine="transformers", model=name, policy=policy, api_key=api_key)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(generator, info), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(generator, info), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -220,3 +220,37 @@ def test_bad_input_on_vllm(server, client, clip):
     assert not failures, "\n".join(failures)
     assert hits == []
     assert ask(client, data_url(clip)).usage.completion_tokens == 8  # still serving
+
+
+def test_client_disconnect_mid_stream_frees_its_slot(server, clip):
+    """Through our guard, vLLM still sees the hang-up and aborts the request (its running count drops)."""
+    import re
+    import time
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {
+        "model": "tiny",
+        "stream": True,
+        "max_tokens": 1500,
+        "temperature": 0,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": data_url(clip)}},
+                                                  {"type": "text", "text": QUESTION}]}],
+    }  # fmt: skip
+
+    def running() -> float:
+        metrics = httpx.get(server["url"] + "/metrics", headers=headers, timeout=30).text
+        return sum(
+            float(v) for v in re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.]+)", metrics, re.M)
+        )
+
+    with httpx.Client(timeout=120) as h, h.stream("POST", server["url"] + "/v1/chat/completions", json=body,
+                                                 headers=headers) as r:  # fmt: skip
+        for line in r.iter_lines():
+            if '"content"' in line and '"content":""' not in line.replace(" ", ""):
+                assert running() == 1
+                break  # tokens are flowing: hang up
+    deadline = time.monotonic() + 60
+    while running() > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert running() == 0

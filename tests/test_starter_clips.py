@@ -21,7 +21,9 @@ from videollm.starter.clips import (
 
 def _slots(words):
     k = len(SLOT_FIELDS)
-    return {COLORS[i]: dict(zip(SLOT_FIELDS, words[i * k : (i + 1) * k], strict=True)) for i in range(len(COLORS))}
+    return {
+        COLORS[i]: dict(zip(SLOT_FIELDS, words[i * k : (i + 1) * k], strict=True)) for i in range(len(COLORS))
+    }
 
 
 def _name_slot(slots, name):
@@ -41,13 +43,24 @@ def _derive(qa, words):
         a, b = int(words[-2]), int(words[-1])
         return "more" if b > a else "fewer" if b < a else "same"
     if qa.qtype == "shape":
-        return present[qa.question.split()[-2] if qa.question.startswith("What") else qa.question.split()[-1].rstrip("?")]["shape"]
+        return present[
+            qa.question.split()[-2] if qa.question.startswith("What") else qa.question.split()[-1].rstrip("?")
+        ]["shape"]
     if qa.qtype == "color":
-        hits = [c for c, s in present.items() if s["shape"] in qa.question and (s["size"] in qa.question or sum(t["shape"] == s["shape"] for t in present.values()) == 1)]
+        hits = [
+            c
+            for c, s in present.items()
+            if s["shape"] in qa.question
+            and (s["size"] in qa.question or sum(t["shape"] == s["shape"] for t in present.values()) == 1)
+        ]
         return hits[0] if len(hits) == 1 else None
     if qa.qtype in ("disappear", "changed_object"):
         key = "disappears" if qa.qtype == "disappear" else None
-        hits = [f"{c} {s['shape']}" for c, s in present.items() if (s["event"] == key if key else s["event"] in COLORS)]
+        hits = [
+            f"{c} {s['shape']}"
+            for c, s in present.items()
+            if (s["event"] == key if key else s["event"] in COLORS)
+        ]
         return hits[0] if len(hits) == 1 else NONE if not hits else None
     names = [n for n in (f"{c} {s['shape']}" for c, s in present.items()) if n in qa.question]
     if qa.qtype == "direction":
@@ -57,7 +70,7 @@ def _derive(qa, words):
         return _name_slot(slots, names[0])["event"]
     if qa.qtype == "order":
         late = [n for n in names if _name_slot(slots, n)["event"] == "appears"]
-        return [n for n in names if n not in late][0] if len(late) == 1 else None
+        return next(n for n in names if n not in late) if len(late) == 1 else None
     if qa.qtype == "speed":
         fast = [n for n in names if _name_slot(slots, n)["speed"] == "fast"]
         return fast[0] if len(fast) == 1 else None

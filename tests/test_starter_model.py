@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# Minutes on an idle 2-core machine; far longer when the cores are shared, hence the long timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # Held-out check: a fresh world seed, decoded from real mp4 files through the same path as `videollm eval`.
 FRESH_SEED = 98765

@@ -50,7 +50,7 @@ class MediaPolicy:
     allowed_domains: tuple[str, ...] = ()
     num_frames: int = 8  # default sampler: uniform(num_frames), or fps(fps, max_frames=num_frames)
     fps: float | None = None
-    backend: str = "pyav"
+    backend: str = "pyav"  # videollm.video.DEFAULT_BACKEND (not imported: this module stays light)
     timeout_s: float = 60.0
     max_videos: int = 1  # per prompt
     short_side: int | None = None

@@ -50,6 +50,7 @@ class ServeInfo:
             "engine": self.engine,
             "model": self.model,
             "frames": {"num_frames": p.num_frames, "fps": p.fps},
+            "decoder": p.backend,
             "max_videos": p.max_videos,
             "limits": {
                 "max_bytes": p.limits.max_bytes,

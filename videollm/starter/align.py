@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videollm.starter.clips import IGNORE, WORDS, Clip, codec_noise
+from videollm.starter.clips import IGNORE, WORDS, Clip
 from videollm.starter.vision import VisionPretrainer, clip_batch
 
 
@@ -60,7 +60,9 @@ def fit_projector(
     opt = torch.optim.AdamW(projector.parameters(), lr=lr, weight_decay=0.0)
     start = time.perf_counter()
     for step in range(steps):
-        idx = torch.randint(0, len(x), (min(2048, len(x)),), generator=torch.Generator().manual_seed(seed + step))
+        idx = torch.randint(
+            0, len(x), (min(2048, len(x)),), generator=torch.Generator().manual_seed(seed + step)
+        )
         out = projector(x[idx])
         loss = F.mse_loss(out, targets[y[idx]])
         opt.zero_grad(set_to_none=True)
@@ -73,6 +75,12 @@ def fit_projector(
         cos = float(F.cosine_similarity(out, targets[y], dim=-1).mean())
         newline = tokenizer.encode("\n", add_special_tokens=False)[-1]
         model.model.image_newline.copy_(model.get_input_embeddings().weight[newline])
-    result = {"mse": float(loss), "nearest_word_accuracy": word_acc, "cosine": cos, "tokens": int(len(x)), "seconds": time.perf_counter() - start}
+    result = {
+        "mse": float(loss),
+        "nearest_word_accuracy": word_acc,
+        "cosine": cos,
+        "tokens": len(x),
+        "seconds": time.perf_counter() - start,
+    }
     log(f"align (embedding space): {len(x)} tokens, nearest-word accuracy {word_acc:.1f} %, cosine {cos:.3f}")
     return result

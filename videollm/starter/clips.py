@@ -64,7 +64,9 @@ class Clip:
         return [self.item.states[i] for i in self.indices]
 
 
-def make_clip(seed: int, split: str, index: int, frames: int = 16, size: int = 64, num_frames: int = 8) -> Clip:
+def make_clip(
+    seed: int, split: str, index: int, frames: int = 16, size: int = 64, num_frames: int = 8
+) -> Clip:
     """Clip `index` of a world split (the same clip `videollm data synth` writes), subsampled."""
     item, pixels = make_item(seed, split, index, frames, size, fps=8.0)
     indices = uniform_indices(0, frames - 1, num_frames)
@@ -74,7 +76,9 @@ def make_clip(seed: int, split: str, index: int, frames: int = 16, size: int = 6
 def codec_noise(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """yuv420p round trip (chroma averaged over 2×2 blocks) plus slight noise, as an H.264 decode shows."""
     x = frames.astype(np.float32)
-    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+    m = np.array(
+        [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32
+    )
     ycc = x @ m.T
     t, h, w, _ = ycc.shape
     chroma = ycc[..., 1:].reshape(t, h // 2, 2, w // 2, 2, 2).mean(axis=(2, 4))
@@ -99,7 +103,13 @@ def slot_words(states: list[FrameState]) -> list[str | None]:
         d = direction(t)
         changes = t.color_changes
         event = (
-            changes[-1][1] if changes else "appears" if t.frames[0] > 0 else "disappears" if t.frames[-1] < last else NONE
+            changes[-1][1]
+            if changes
+            else "appears"
+            if t.frames[0] > 0
+            else "disappears"
+            if t.frames[-1] < last
+            else NONE
         )
         speed = "still" if t.speed < STILL else "slow" if t.speed < FAST else "fast"
         motion = None if d is None else "still" if d == NO_MOTION else d
@@ -112,3 +122,18 @@ def slot_words(states: list[FrameState]) -> list[str | None]:
 def slot_labels(states: list[FrameState]) -> np.ndarray:
     """`slot_words` as word indices (NUM_TOKENS,), IGNORE where a token has no label."""
     return np.array([IGNORE if w is None else WORDS.index(w) for w in slot_words(states)], np.int64)
+
+
+def patch_labels(states: list[FrameState], size: int, grid: int) -> np.ndarray:
+    """Dense labels (3, T, grid, grid): colour, shape and size index (+1; 0 = background) of the object
+    whose centre lies in each patch. They teach the tower *where* each shape is, many labels per frame."""
+    out = np.zeros((3, len(states), grid, grid), np.int64)
+    for t, state in enumerate(states):
+        for o in state:
+            gx, gy = min(int(o.x * grid), grid - 1), min(int(o.y * grid), grid - 1)
+            out[:, t, gy, gx] = (
+                COLORS.index(o.color) + 1,
+                SHAPES.index(o.shape) + 1,
+                list(SIZES).index(o.size) + 1,
+            )
+    return out

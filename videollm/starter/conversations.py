@@ -31,12 +31,19 @@ def messages(turns: list[tuple[str, str]]) -> list[dict]:
     out = []
     for k, (prompt, reply) in enumerate(turns):
         parts = ([{"type": "video"}] if k == 0 else []) + [{"type": "text", "text": prompt}]
-        out += [{"role": "user", "content": parts}, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+        out += [
+            {"role": "user", "content": parts},
+            {"role": "assistant", "content": [{"type": "text", "text": reply}]},
+        ]
     return out
 
 
 def clip_conversation(
-    item: VideoItem, rng: np.random.Generator, max_turns: int = 4, form_weights: tuple[float, ...] = (0.4, 0.45, 0.15), p_caption: float = 0.2
+    item: VideoItem,
+    rng: np.random.Generator,
+    max_turns: int = 4,
+    form_weights: tuple[float, ...] = (0.4, 0.45, 0.15),
+    p_caption: float = 0.2,
 ) -> list[dict]:
     """A multi-turn conversation about one clip: some of its questions in random forms, maybe a caption.
 

@@ -24,20 +24,27 @@ import torch
 
 from videollm.paths import cache_dir
 from videollm.starter.lm import converted_lm_dir
-from videollm.starter.vision import CONNECTOR, VISION_CONFIG, build_tower
+from videollm.starter.vision import CONNECTOR, build_tower
 
 ASSETS = Path(__file__).parent / "assets"
 PARTS_FILE = "parts.safetensors"
 LORA_DIR = "lora"
 NUM_FRAMES = 8
 # Parts of the video model that the starter trains and ships (state-dict prefixes of the full model).
-SHIPPED_PREFIXES = ("model.vision_tower.", "model.connector.", "model.multi_modal_projector.", "model.image_newline")
+SHIPPED_PREFIXES = (
+    "model.vision_tower.",
+    "model.connector.",
+    "model.multi_modal_projector.",
+    "model.image_newline",
+)
 STARTER_NAME = "videollm-starter"
 DONE = "videollm_assembled.json"
 
 
 def build_starter(
-    lm_dir: str | Path | None = None, vision_state: dict[str, torch.Tensor] | None = None, log: Callable[[str], None] = print
+    lm_dir: str | Path | None = None,
+    vision_state: dict[str, torch.Tensor] | None = None,
+    log: Callable[[str], None] = print,
 ):
     """(model, processor): the starter architecture with SmolLM2's weights, a fresh projector and, when given,
     the pretrained tower + connector (`vision_state`, keys `vision_tower.*` / `connector.*`)."""
@@ -52,15 +59,25 @@ def build_starter(
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the tower has no image processor, SmolLM2's template no video parts
         try:
-            model, processor = from_image_llm((tmp, str(lm_dir)), connector=CONNECTOR, num_frames=NUM_FRAMES, dtype=torch.float32)
+            model, processor = from_image_llm(
+                (tmp, str(lm_dir)), connector=CONNECTOR, num_frames=NUM_FRAMES, dtype=torch.float32
+            )
         finally:
             hf_logging.set_verbosity(verbosity)
     _init_new_token_rows(model, processor)
     if vision_state is not None:
-        state = {f"model.{k}": v for k, v in vision_state.items() if k.startswith(("vision_tower.", "connector."))}
-        missing = [k for k in model.state_dict() if k.startswith(("model.vision_tower.", "model.connector.")) and k not in state]
+        state = {
+            f"model.{k}": v for k, v in vision_state.items() if k.startswith(("vision_tower.", "connector."))
+        }
+        missing = [
+            k
+            for k in model.state_dict()
+            if k.startswith(("model.vision_tower.", "model.connector.")) and k not in state
+        ]
         if missing:
-            raise ValueError(f"the pretrained vision state lacks {missing[:5]}; it does not match the starter architecture")
+            raise ValueError(
+                f"the pretrained vision state lacks {missing[:5]}; it does not match the starter architecture"
+            )
         model.load_state_dict(state, strict=False)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     return model, processor
@@ -79,7 +96,11 @@ def _init_new_token_rows(model: Any, processor: Any) -> None:
 def shipped_state(model: Any) -> dict[str, torch.Tensor]:
     """The non-LM trained weights of a (peft-wrapped or plain) starter model, by full-model key."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return {k: v.detach().clone().contiguous() for k, v in inner.state_dict().items() if k.startswith(SHIPPED_PREFIXES)}
+    return {
+        k: v.detach().clone().contiguous()
+        for k, v in inner.state_dict().items()
+        if k.startswith(SHIPPED_PREFIXES)
+    }
 
 
 def save_parts(model: Any, out: str | Path) -> None:
@@ -93,7 +114,9 @@ def save_parts(model: Any, out: str | Path) -> None:
         model.save_pretrained(out / LORA_DIR)
 
 
-def assemble(parts: str | Path, out: str | Path, lm_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+def assemble(
+    parts: str | Path, out: str | Path, lm_dir: str | Path | None = None, log: Callable[[str], None] = print
+) -> Path:
     """Full HF checkpoint (model + processor, LoRA merged) from shipped parts, in the layout vLLM loads."""
     from safetensors.torch import load_file
 
@@ -104,7 +127,9 @@ def assemble(parts: str | Path, out: str | Path, lm_dir: str | Path | None = Non
     state = load_file(str(parts / PARTS_FILE))
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
-        raise ValueError(f"{parts / PARTS_FILE}: keys the starter does not have: {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"{parts / PARTS_FILE}: keys the starter does not have: {result.unexpected_keys[:5]}"
+        )
     missing = [k for k in result.missing_keys if k.startswith(SHIPPED_PREFIXES)]
     if missing:
         raise ValueError(f"{parts / PARTS_FILE}: missing trained parts {missing[:5]}")

@@ -73,7 +73,9 @@ class StarterRecipe:
     eval_start: bool = True  # measure the assembled model before align (the curve's first point)
     output_dir: str = "runs/starter"
     seed: int = 0
-    vision_checkpoint: str | None = None  # a saved vision stage (vision.pt) to start from instead of stage vision
+    vision_checkpoint: str | None = (
+        None  # a saved vision stage (vision.pt) to start from instead of stage vision
+    )
 
 
 def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StarterRecipe:
@@ -91,8 +93,14 @@ def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None
     names = [s.name for s in recipe.stages]
-    if not names or names != sorted(names, key=["vision", "align", "finetune"].index) or len(set(names)) != len(names):
-        raise RecipeError(f"{path}: stages must be some of vision, align, finetune, once each and in that order; got {names}")
+    if (
+        not names
+        or names != sorted(names, key=["vision", "align", "finetune"].index)
+        or len(set(names)) != len(names)
+    ):
+        raise RecipeError(
+            f"{path}: stages must be some of vision, align, finetune, once each and in that order; got {names}"
+        )
     return recipe
 
 
@@ -126,14 +134,18 @@ def clip_stream(world: WorldSpec, start: int = 0) -> Iterator[Clip]:
 
 
 def held_out(world: WorldSpec, n: int) -> list[Clip]:
-    return [make_clip(world.eval_seed, "test", i, world.frames, world.size, world.num_frames) for i in range(n)]
+    return [
+        make_clip(world.eval_seed, "test", i, world.frames, world.size, world.num_frames) for i in range(n)
+    ]
 
 
 # ----- evaluation ---------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def generate(model: Any, processor: Any, convs: list[list[dict]], videos: list[Video | None], max_new_tokens: int = 16) -> list[str]:
+def generate(
+    model: Any, processor: Any, convs: list[list[dict]], videos: list[Video | None], max_new_tokens: int = 16
+) -> list[str]:
     """Greedy replies to conversations (each ending with a user turn), batched with left padding."""
     texts = [processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
     tokenizer = processor.tokenizer
@@ -144,7 +156,9 @@ def generate(model: Any, processor: Any, convs: list[list[dict]], videos: list[V
     finally:
         tokenizer.padding_side = side
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return [tokenizer.decode(o[inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip() for o in out]
+    return [
+        tokenizer.decode(o[inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip() for o in out
+    ]
 
 
 def evaluate(model: Any, processor: Any, clips: list[Clip]) -> dict[str, Any]:
@@ -167,7 +181,11 @@ def evaluate(model: Any, processor: Any, clips: list[Clip]) -> dict[str, Any]:
             if len(samples) < 12:
                 samples.append({"q": q.question, "answer": q.answer, "pred": p})
     model.train(was_training)
-    return {"accuracy": {k: 100.0 * sum(v) / len(v) for k, v in sorted(hits.items())}, "n": {k: len(v) for k, v in sorted(hits.items())}, "samples": samples}
+    return {
+        "accuracy": {k: 100.0 * sum(v) / len(v) for k, v in sorted(hits.items())},
+        "n": {k: len(v) for k, v in sorted(hits.items())},
+        "samples": samples,
+    }
 
 
 def chat_check(model: Any, processor: Any, prompts: tuple[str, ...] = CHAT_PROMPTS) -> list[str]:
@@ -185,14 +203,20 @@ def chat_check(model: Any, processor: Any, prompts: tuple[str, ...] = CHAT_PROMP
 
 def _schedule(stage: StageSpec) -> Callable[[int], float]:
     warm = max(1, int(stage.warmup * stage.steps))
-    return lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, stage.steps) / stage.steps))
+    return lambda s: (
+        min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, stage.steps) / stage.steps))
+    )
 
 
 def _trainable(model: Any, stage: StageSpec) -> list[dict[str, Any]]:
     """Freeze everything, then open what the stage trains; optimizer groups with their learning rates."""
     for p in model.parameters():
         p.requires_grad_(False)
-    groups: dict[str, tuple[float, list]] = {"projector": (stage.lr_projector or stage.lr, []), "connector": (stage.lr_connector, []), "lora": (stage.lr, [])}
+    groups: dict[str, tuple[float, list]] = {
+        "projector": (stage.lr_projector or stage.lr, []),
+        "connector": (stage.lr_connector, []),
+        "lora": (stage.lr, []),
+    }
     for name, p in model.named_parameters():
         if "multi_modal_projector" in name or name.endswith("image_newline"):
             key = "projector"
@@ -211,7 +235,13 @@ def _trainable(model: Any, stage: StageSpec) -> list[dict[str, Any]]:
 def add_lora(model: Any, stage: StageSpec) -> Any:
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=stage.lora_r, lora_alpha=stage.lora_alpha, lora_dropout=0.0, target_modules=stage.lora_targets, bias="none")
+    config = LoraConfig(
+        r=stage.lora_r,
+        lora_alpha=stage.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=stage.lora_targets,
+        bias="none",
+    )
     return get_peft_model(model, config)
 
 
@@ -238,7 +268,13 @@ def train_llava_stage(
             clip = next(stream)
             conv = clip_conversation(clip.item, rng, max_turns=stage.max_turns)
             video = as_video(clip, codec_noise(clip.frames, rng))
-            sample = Sample(id=clip.item.video_id, where=clip.item.video_id, modality="video", messages=conv, videos=[video])
+            sample = Sample(
+                id=clip.item.video_id,
+                where=clip.item.video_id,
+                modality="video",
+                messages=conv,
+                videos=[video],
+            )
             features.append(encode(processor, sample))
         batch = collate(features)
         batch.pop("ids")
@@ -251,7 +287,9 @@ def train_llava_stage(
         sched.step()
         losses.append(float(loss))
         if step % 10 == 0 or step == stage.steps:
-            log(f"{stage.name} step {step}/{stage.steps} loss {np.mean(losses[-10:]):.3f} {(time.perf_counter() - start) / 60:.1f} min")
+            log(
+                f"{stage.name} step {step}/{stage.steps} loss {np.mean(losses[-10:]):.3f} {(time.perf_counter() - start) / 60:.1f} min"
+            )
         if stage.eval_every and step % stage.eval_every == 0 and step != stage.steps:
             evaluate_now(stage.name, step)
     return [{"step": i + 1, "loss": v} for i, v in enumerate(losses)]
@@ -273,16 +311,32 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     if "vision" in stages:
         s = stages["vision"]
         vision, curve = pretrain_vision(
-            s.steps, s.batch_size, s.lr, world.num_frames, world.seed, recipe.seed, eval_every=s.eval_every or s.steps, log=log
+            s.steps,
+            s.batch_size,
+            s.lr,
+            world.num_frames,
+            world.seed,
+            recipe.seed,
+            eval_every=s.eval_every or s.steps,
+            log=log,
         )
         torch.save(vision.state_dict(), out / "vision.pt")
-        report["stages"].append({"name": "vision", "minutes": (time.perf_counter() - t0) / 60, "clips": s.steps * s.batch_size, "curve": curve})
+        report["stages"].append(
+            {
+                "name": "vision",
+                "minutes": (time.perf_counter() - t0) / 60,
+                "clips": s.steps * s.batch_size,
+                "curve": curve,
+            }
+        )
     elif recipe.vision_checkpoint:
         vision = VisionPretrainer()
         vision.load_state_dict(torch.load(recipe.vision_checkpoint, weights_only=True))
         log(f"vision stage loaded from {recipe.vision_checkpoint}")
     else:
-        raise ValueError("the starter needs a pretrained vision stage: add a `vision` stage or set vision_checkpoint")
+        raise ValueError(
+            "the starter needs a pretrained vision stage: add a `vision` stage or set vision_checkpoint"
+        )
     vision.eval()
     model, processor = build_starter(lm_dir, vision.state_dict(), log=log)
     clips = held_out(world, recipe.eval_clips)
@@ -293,9 +347,18 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     def evaluate_now(stage: str, step: int) -> dict[str, Any]:
         result = evaluate(model, processor, clips)
         minutes = (time.perf_counter() - t0) / 60
-        point = {"stage": stage, "step": step, "train_clips": seen["clips"] + step * seen["batch"], "minutes": minutes, **result}
+        point = {
+            "stage": stage,
+            "step": step,
+            "train_clips": seen["clips"] + step * seen["batch"],
+            "minutes": minutes,
+            **result,
+        }
         report["curve"].append(point)
-        log(f"eval after {stage} step {step}: " + " ".join(f"{k} {v:.1f}" for k, v in result["accuracy"].items() if "/" not in k))
+        log(
+            f"eval after {stage} step {step}: "
+            + " ".join(f"{k} {v:.1f}" for k, v in result["accuracy"].items() if "/" not in k)
+        )
         (out / "report.json").write_text(json.dumps(report, indent=1))
         return point
 
@@ -309,7 +372,9 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         train_clips = [next(stream) for _ in range(s.clips)]
         fit = fit_projector(model, processor.tokenizer, vision, train_clips, s.steps, s.lr, recipe.seed, log)
         seen["clips"] += s.clips
-        report["stages"].append({"name": "align", "minutes": (time.perf_counter() - started) / 60, "clips": s.clips, **fit})
+        report["stages"].append(
+            {"name": "align", "minutes": (time.perf_counter() - started) / 60, "clips": s.clips, **fit}
+        )
         evaluate_now("align", s.steps)
         save_parts(model, out / "parts")
     if "finetune" in stages:
@@ -320,7 +385,14 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         losses = train_llava_stage(model, processor, s, stream, rng, evaluate_now, log)
         seen["clips"] += s.steps * s.batch_size
         seen["batch"] = 0
-        report["stages"].append({"name": "finetune", "minutes": (time.perf_counter() - started) / 60, "clips": s.steps * s.batch_size, "losses": losses})
+        report["stages"].append(
+            {
+                "name": "finetune",
+                "minutes": (time.perf_counter() - started) / 60,
+                "clips": s.steps * s.batch_size,
+                "losses": losses,
+            }
+        )
         evaluate_now("finetune", s.steps)
         save_parts(model, out / "parts")
     report["chat_after"] = chat_check(model, processor)
@@ -333,7 +405,9 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m videollm.starter.train", description="Train the starter model from a starter recipe.")
+    parser = argparse.ArgumentParser(
+        prog="python -m videollm.starter.train", description="Train the starter model from a starter recipe."
+    )
     parser.add_argument("recipe")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. stages.1.steps=50")
     args = parser.parse_args(argv)

@@ -22,9 +22,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videollm.data.world import SHAPES, SIZES
 from videollm.model.connectors import ConnectorConfig, build_connector
 from videollm.model.frames import FrameTransform, preprocess_frames
-from videollm.starter.clips import FIELDS, IGNORE, NUM_TOKENS, WORDS, Clip, codec_noise, make_clip, slot_labels
+from videollm.starter.clips import (
+    COLORS,
+    FIELDS,
+    IGNORE,
+    NUM_TOKENS,
+    WORDS,
+    Clip,
+    codec_noise,
+    make_clip,
+    patch_labels,
+    slot_labels,
+)
 
 IMAGE_SIZE = 64
 PATCH_SIZE = 8
@@ -73,17 +85,42 @@ class VisionPretrainer(nn.Module):
         self.connector = build_connector(cfg, dim, dim)
         self.grid = IMAGE_SIZE // PATCH_SIZE
         self.head = nn.Linear(dim, len(WORDS))
+        # Dense auxiliary head on the tower's patch features: colour / shape / size of the object centred there.
+        self.patch_sizes = (len(COLORS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
+        self.patch_head = nn.Linear(dim, sum(self.patch_sizes))
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) → (B, T, grid, grid, dim): the tower's last hidden states, as the video model selects them."""
+        b, t = pixels.shape[:2]
+        hidden = self.vision_tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
+        return hidden.unflatten(0, (b, t)).unflatten(2, (self.grid, self.grid))
 
     def slot_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) → (B, NUM_TOKENS, dim): the connector's tokens, as the video model computes them."""
-        b, t = pixels.shape[:2]
-        hidden = self.vision_tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
-        feats = hidden.unflatten(0, (b, t)).unflatten(2, (self.grid, self.grid))
-        return torch.stack([self.connector(clip) for clip in feats])
+        return torch.stack([self.connector(clip) for clip in self.features(pixels)])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Word logits (B, NUM_TOKENS, len(WORDS))."""
         return self.head(self.slot_tokens(pixels))
+
+    def forward_with_patches(self, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Word logits and the dense patch logits (colour, shape, size), each (B, T, grid, grid, classes)."""
+        feats = self.features(pixels)
+        words = self.head(torch.stack([self.connector(clip) for clip in feats]))
+        return words, list(self.patch_head(feats).split(self.patch_sizes, dim=-1))
+
+
+def patch_batch(clips: list[Clip], grid: int) -> torch.Tensor:
+    """Dense labels (3, B, T, grid, grid) of some clips."""
+    return torch.from_numpy(
+        np.stack([patch_labels(c.states, c.frames.shape[1], grid) for c in clips], axis=1)
+    )
+
+
+def patch_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    return sum(
+        F.cross_entropy(lg.flatten(0, -2), lab.flatten()) for lg, lab in zip(logits, labels, strict=True)
+    )
 
 
 def clip_batch(clips: list[Clip], rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,10 +179,16 @@ def pretrain_vision(
     eval_every: int = 100,
     log: Callable[[str], None] = print,
     on_eval: Callable[[VisionPretrainer, list[dict[str, Any]]], None] | None = None,
+    patch_weight: float = 0.5,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
-    """Train tower + connector + heads on fresh clips of the world's train split; returns the model and its curve."""
+    """Train tower + connector + heads on fresh clips of the world's train split; returns the model and its curve.
+
+    `init` continues from a saved VisionPretrainer state (heads missing from it start fresh)."""
     torch.manual_seed(seed)
     model = VisionPretrainer()
+    if init is not None:
+        model.load_state_dict(init, strict=False)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
@@ -158,8 +201,10 @@ def pretrain_vision(
     curve: list[dict[str, Any]] = []
     start = time.perf_counter()
     for step in range(1, steps + 1):
-        pixels, labels = clip_batch([next(stream) for _ in range(batch_size)], rng)
-        loss = slot_loss(model(pixels), labels)
+        clips = [next(stream) for _ in range(batch_size)]
+        pixels, labels = clip_batch(clips, rng)
+        words, patches = model.forward_with_patches(pixels)
+        loss = slot_loss(words, labels) + patch_weight * patch_loss(patches, patch_batch(clips, model.grid))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -167,7 +212,13 @@ def pretrain_vision(
         sched.step()
         if step % eval_every == 0 or step == steps:
             acc = slot_accuracy(model, held_out)
-            point = {"step": step, "clips": step * batch_size, "loss": float(loss), "minutes": (time.perf_counter() - start) / 60, "accuracy": acc}
+            point = {
+                "step": step,
+                "clips": step * batch_size,
+                "loss": float(loss),
+                "minutes": (time.perf_counter() - start) / 60,
+                "accuracy": acc,
+            }
             curve.append(point)
             log(
                 f"vision step {step}/{steps} loss {float(loss):.3f} {point['minutes']:.1f} min | "

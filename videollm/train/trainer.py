@@ -276,6 +276,8 @@ class RunResult:
     skipped: list[str] = field(default_factory=list)
     trainable: dict[str, tuple[int, int]] = field(default_factory=dict)
     log_history: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # the Trainer's: runtime, samples/s, ...
+    peak_memory_mb: list[float] = field(default_factory=list)  # per rank
 
 
 def resume_checkpoint(recipe: Recipe) -> str | None:
@@ -313,16 +315,28 @@ def _write_run_files(recipe: Recipe, base_checkpoint: str | None, peft: bool, re
         "train_loss": result.train_loss,
         "skipped_too_long": len(result.skipped),
         "trainable": {g: list(v) for g, v in result.trainable.items()},
+        "metrics": result.metrics,
+        "peak_memory_mb": result.peak_memory_mb,
     }
     (out / RUN_FILE).write_text(json.dumps(info, indent=2))
 
 
-def _gather_skipped(local: list[str]) -> list[str]:
+def _gather(local: Any) -> list[Any]:
+    """`local` from every rank, in rank order (just `[local]` in a single process)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         everyone: list[Any] = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(everyone, local)
-        return [w for part in everyone for w in part]
-    return list(local)
+        return everyone
+    return [local]
+
+
+def peak_memory_mb() -> float:
+    """This process's peak memory: CUDA allocations on a GPU, resident set size on CPU."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def train(recipe: Recipe) -> RunResult:
@@ -395,7 +409,7 @@ def train(recipe: Recipe) -> RunResult:
     )
     output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(recipe.output_dir)
-    skipped = _gather_skipped(trainer.skipped)
+    skipped = [w for part in _gather(trainer.skipped) for w in part]
     result = RunResult(
         output_dir=recipe.output_dir,
         global_step=output.global_step,
@@ -403,6 +417,8 @@ def train(recipe: Recipe) -> RunResult:
         skipped=skipped,
         trainable=summary,
         log_history=list(trainer.state.log_history),
+        metrics=dict(output.metrics),
+        peak_memory_mb=_gather(round(peak_memory_mb(), 1)),
     )
     if trainer.is_world_process_zero():
         _write_run_files(recipe, base_checkpoint, peft, result)

