@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -677,18 +678,29 @@ def run_study(
         )
     world = prepare_world(cfg, work, log)
     image_model = image_stage(cfg, work, world, log)
+    failed: list[str] = []
     for k, cell in enumerate(todo, 1):
         if cell.name in done:
             log(f"[{k}/{len(todo)}] {cell.name}: done (result on disk), skipped")
             continue
         log(f"[{k}/{len(todo)}] {cell.name}")
-        record = run_cell(cell, cfg, work, world, image_model, log)
+        try:
+            record = run_cell(cell, cfg, work, world, image_model, log)
+        except Exception as e:  # one broken cell must not cost the others; --resume retries it
+            error = work / "cells" / cell.name / "error.txt"
+            error.write_text(traceback.format_exc())
+            failed.append(cell.name)
+            log(f"[{k}/{len(todo)}] {cell.name}: FAILED ({type(e).__name__}: {e}); traceback in {error}")
+            continue
         log(f"[{k}/{len(todo)}] {cell.name}: {study_report.cell_line(record)}")
         if k < len(todo):  # the report so far: a long study shows its numbers as they come
             study_report.write(_study(cfg, work, world, image_model), results_dir)
     study = _study(cfg, work, world, image_model)
+    study["failed"] = failed
     for path in study_report.write(study, results_dir):
         log(f"wrote {path}")
+    if failed:
+        log(f"{len(failed)} cell(s) failed: {', '.join(failed)} (fix, then rerun with --resume)")
     return study
 
 
@@ -738,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cells is not None:
             re.compile(args.cells)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-        run_study(cfg, Path(args.out), Path(args.results), args.cells, args.resume, log=_log)
+        study = run_study(cfg, Path(args.out), Path(args.results), args.cells, args.resume, log=_log)
     except re.error as e:
         print(
             f"videollm bench study: error: --cells {args.cells!r} is not a valid regex: {e}", file=sys.stderr
@@ -747,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StudyError, RecipeError, DataError) as e:
         print(f"videollm bench study: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if study["failed"] else 0
 
 
 def _log(line: str) -> None:

@@ -252,6 +252,11 @@ def markdown(study: dict) -> str:
     mark = {True: "holds", False: "does not hold", None: "not measured"}
     for f in study.get("findings", []):
         lines.append(f"- **{f['claim']}**: {mark[f['holds']]}. {f['evidence']}.")
+    if study.get("failed"):
+        lines += [
+            "",
+            f"Failed cells (tracebacks in their `error.txt`; rerun with --resume): {', '.join(study['failed'])}",
+        ]
     skipped = {c["serving"]["skipped"] for c in cells.values() if "skipped" in (c.get("serving") or {})}
     if skipped:
         lines += ["", "Serving throughput skipped: " + "; ".join(sorted(skipped))]

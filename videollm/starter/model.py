@@ -12,6 +12,7 @@ assembles the full checkpoint once, LoRA merged, in the cache.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -57,13 +58,19 @@ def build_starter(
         torch.manual_seed(0)
         build_tower().save_pretrained(tmp)
         verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the tower has no image processor, SmolLM2's template no video parts
+        hf_logging.set_verbosity_error()
+        # Expected here, so not worth a warning: the tower has no image processor (SigLIP's 0.5 mean/std are
+        # what it was trained with) and SmolLM2's template has no video parts (videollm's ChatML is used).
+        builders_log = logging.getLogger("videollm.model.builders")
+        level = builders_log.level
+        builders_log.setLevel(logging.ERROR)
         try:
             model, processor = from_image_llm(
                 (tmp, str(lm_dir)), connector=CONNECTOR, num_frames=NUM_FRAMES, dtype=torch.float32
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+            builders_log.setLevel(level)
     _init_new_token_rows(model, processor)
     if vision_state is not None:
         state = {
