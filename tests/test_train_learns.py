@@ -32,7 +32,7 @@ def _answers(run: Path, data: Path) -> list[tuple[str, str]]:
 
     model = VideoLLMForConditionalGeneration.from_pretrained(run).eval()
     processor = VideoLLMProcessor.from_pretrained(run)
-    dataset = LlavaDataset([DataSource(str(data))], FrameSampler.uniform(4))
+    dataset = LlavaDataset([DataSource(str(data))], FrameSampler.uniform(2))
     pairs = []
     for i in range(len(dataset)):
         sample = dataset[i]
@@ -55,10 +55,19 @@ def test_a_tiny_model_learns_a_tiny_synthetic_set(tmp_path):
     )
     records = json.loads(data.read_text())
     tree = recipe(
-        world, tmp_path, tmp_path / "run", strategy="full", max_steps=60, batch_size=8, lr=3e-3, warmup_ratio=0.05
+        world,
+        tmp_path,
+        tmp_path / "run",
+        strategy="full",
+        max_steps=120,
+        batch_size=8,
+        lr=5e-3,
+        warmup_ratio=0.05,
+        log_steps=10,
+        **{"frames.num_frames": 2},
     )
     tree["model"] = {"tiny": {}}
-    tree["data"]["files"] = [{"path": str(data)}]
+    tree["data"] = {"files": [{"path": str(data)}], "frame_cache": str(tmp_path / "frames")}
     result = train(recipe_from_dict(tree))
     losses = [h["loss"] for h in result.log_history if "loss" in h]
     assert losses[-1] < 0.25 * losses[0], losses

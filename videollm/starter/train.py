@@ -71,6 +71,7 @@ class StarterRecipe:
     stages: list[StageSpec] = field(default_factory=list)
     eval_clips: int = 60
     eval_start: bool = True  # measure the assembled model before align (the curve's first point)
+    chat: bool = True  # plain-text replies before and after training (the LM's own ability)
     output_dir: str = "runs/starter"
     seed: int = 0
     vision_checkpoint: str | None = (
@@ -340,8 +341,9 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     vision.eval()
     model, processor = build_starter(lm_dir, vision.state_dict(), log=log)
     clips = held_out(world, recipe.eval_clips)
-    report["chat_before"] = chat_check(model, processor)
-    log(f"chat before: {report['chat_before']}")
+    if recipe.chat:
+        report["chat_before"] = chat_check(model, processor)
+        log(f"chat before: {report['chat_before']}")
     seen = {"clips": 0, "batch": 0}
 
     def evaluate_now(stage: str, step: int) -> dict[str, Any]:
@@ -395,8 +397,9 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         )
         evaluate_now("finetune", s.steps)
         save_parts(model, out / "parts")
-    report["chat_after"] = chat_check(model, processor)
-    log(f"chat after: {report['chat_after']}")
+    if recipe.chat:
+        report["chat_after"] = chat_check(model, processor)
+        log(f"chat after: {report['chat_after']}")
     report["minutes"] = (time.perf_counter() - t0) / 60
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
