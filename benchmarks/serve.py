@@ -244,6 +244,11 @@ def main() -> int:
     p.add_argument("--vllm-args", default="--dtype bfloat16 --max-model-len 4096",
                    help="extra vLLM options (torch.compile is on unless --enforce-eager)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny model, few requests (smoke test)")
+    p.add_argument(
+        "--hf-only",
+        action="store_true",
+        help="re-measure only the one-at-a-time baseline, keep --out's engines",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = p.parse_args()
     if args.quick:
@@ -262,7 +267,9 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "engines": {},
     }  # fmt: skip
-    for engine in args.engines:
+    if args.hf_only:
+        out["engines"] = json.loads(args.out.read_text())["engines"]
+    for engine in [] if args.hf_only else args.engines:
         print(f"{engine}:", flush=True)
         extra = args.vllm_args.split() if engine == "vllm" else ["--batch-size", "8"]
         proc, url = start(engine, model_dir, args.frames, CACHE / f"serve_{engine}.log", extra)

@@ -394,11 +394,13 @@ def serving_throughput(
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"skipped": f"the vLLM engine did not finish within serving.timeout_s={timeout:g} s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode or not lines:
+    measured = [
+        line for line in done.stdout.splitlines() if line.startswith("{") and "requests_per_s" in line
+    ]
+    if done.returncode or not measured:  # vLLM logs to stdout too: the result is our one JSON line
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"skipped": f"the vLLM engine failed (exit {done.returncode}): {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+    return json.loads(measured[-1])
 
 
 # ----- evaluation ---------------------------------------------------------------------------------

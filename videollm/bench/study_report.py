@@ -53,7 +53,7 @@ def _finding(key: str, claim: str, holds: bool | None, evidence: str) -> dict[st
 
 
 def _missing(key: str, claim: str, what: str) -> dict[str, Any]:
-    return _finding(key, claim, None, f"not measured: {what} not in this run")
+    return _finding(key, claim, None, f"{what}: not in this run")
 
 
 def findings(study: dict) -> list[dict[str, Any]]:

@@ -93,15 +93,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"videollm train: error: hostfile {args.hostfile} not found", file=sys.stderr)
         return 2
 
-    from videollm.data.llava import DataError
+    from videollm.starter.train import is_starter_recipe
+
+    if is_starter_recipe(args.recipe):  # a staged recipe (vision pretraining → align → finetune)
+        from videollm.starter.train import main as train_starter
+
+        return train_starter([args.recipe, *args.overrides])
+
+    from videollm.data.llava import DataError, DataSource, load_records
     from videollm.train.recipe import RecipeError, load_recipe
 
+    command = launcher_command(args)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)  # fail here, before spawning processes
+        recipe = load_recipe(args.recipe, args.overrides)
+        if command is not None:  # fail here, once, before spawning processes that would each report it
+            for files in (recipe.data.files, recipe.data.eval_files):
+                if files:
+                    load_records([DataSource(f.path, f.media_root, f.weight) for f in files])
     except (RecipeError, DataError) as e:
         print(f"videollm train: error: {e}", file=sys.stderr)
         return 2
-    command = launcher_command(args)
     if command is not None:
         return subprocess.call(command)
 

@@ -105,6 +105,7 @@ class DistillSpec:
 @dataclass
 class Recipe:
     name: str = "run"
+    # align: projector/connector only, on captions (strategy frozen); finetune: instruction tuning, any strategy
     stage: Literal["align", "finetune"] = "finetune"
     model: ModelSpec = field(default_factory=ModelSpec)
     strategy: Strategy = "frozen"
@@ -333,6 +334,11 @@ def check_recipe(recipe: Recipe, source: str = "recipe") -> None:
         value = getattr(recipe, name)
         if value is not None and value < 0:
             problems.append(f"{name} must be >= 0, got {value}")
+    if recipe.stage == "align" and recipe.strategy != "frozen":
+        problems.append(
+            f"stage 'align' trains the projector and connector only (LLaVA's alignment stage), so its strategy is "
+            f"'frozen', not {recipe.strategy!r}; use stage finetune for {recipe.strategy}"
+        )
     if recipe.strategy == "adapter" and recipe.adapter is None:
         recipe.adapter = {}
     if recipe.strategy == "prompt" and recipe.prompt is None:
