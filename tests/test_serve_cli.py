@@ -74,7 +74,8 @@ def test_bad_options_fail_before_anything_starts(tmp_path, capsys, argv, words):
     assert words in capsys.readouterr().err
 
 
-def test_no_model_names_the_fix(monkeypatch):
-    monkeypatch.delenv("VIDEOLLM_MODEL", raising=False)
-    with pytest.raises(SystemExit, match="pass --model"):
-        cli.main(["--engine", "transformers"])
+def test_default_model_honours_the_environment(monkeypatch, tmp_path):
+    from videollm.inference import default_model
+
+    monkeypatch.setenv("VIDEOLLM_MODEL", str(tmp_path))
+    assert default_model() == str(tmp_path)

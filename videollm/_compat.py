@@ -77,4 +77,3 @@ def write_pth(site_packages: Path | None = None) -> Path:
 
 
 install_torchvision_hook()
-

@@ -24,26 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("videollm.demo", "the README's main job on the offline default"),
 }
 
-# Commands whose feature has not landed yet: the issue that brings it.
-PENDING: dict[str, str] = {
-    "serve": "issue #6 'Serving: OpenAI-compatible video chat on vLLM and transformers'",
-    "chat": "issue #6 'Serving: OpenAI-compatible video chat on vLLM and transformers'",
-    "train": "issue #4 'Instruction tuning with DeepSpeed'",
-    "export": "issue #4 'Instruction tuning with DeepSpeed'",
-    "eval": "issue #7 'Evaluation: video-QA and captioning benchmarks'",
-    "bench": "issue #8 'The transfer-strategy study'",
-}
 
-
-def _load(command: str) -> Callable[[Sequence[str]], int] | None:
+def _load(command: str) -> Callable[[Sequence[str]], int]:
     module_name, _ = COMMANDS[command]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        return None
-    return module.main
+    return importlib.import_module(module_name).main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,14 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(argv or ["--help"])  # prints help / error and exits
         return 2
     command, rest = argv[0], argv[1:]
-    run = _load(command)
-    if run is None:
-        print(
-            f"videollm {command}: not available yet — it arrives with {PENDING.get(command, 'a later issue')}.",
-            file=sys.stderr,
-        )
-        return 2
-    return int(run(rest) or 0)
+    return int(_load(command)(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = cache_dir("demo", f"world-s{args.seed}")
-    world = render_world(out, num_videos=4, num_test_videos=2, seed=args.seed, frames=16, size=96, counter=True)
+    world = render_world(
+        out, num_videos=4, num_test_videos=2, seed=args.seed, frames=16, size=96, counter=True
+    )
     test = world.splits["test"]
     print(f"synthetic world: {world.root} ({test.num_videos} test clips, {test.num_questions} questions)")
 
@@ -35,10 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     videos = {backend: load_video(clip, sampler, backend=backend) for backend in BACKENDS}
     v = videos["decord"]
     same = np.array_equal(videos["decord"].frames, videos["pyav"].frames)
-    print(f"clip: {clip.name}  {v.num_source_frames} frames @ {v.fps:g} fps, {v.duration:.2f} s, {v.size[1]}×{v.size[0]} px")
+    print(
+        f"clip: {clip.name}  {v.num_source_frames} frames @ {v.fps:g} fps, {v.duration:.2f} s, {v.size[1]}×{v.size[0]} px"
+    )
     print(f"sampled {v.num_frames} frames, indices {v.indices.tolist()}")
     print(f"timestamps (s): {', '.join(f'{t:.2f}' for t in v.timestamps)}")
-    print(f"decord {videos['decord'].backend_version} and PyAV {videos['pyav'].backend_version} frames identical: {same}")
+    print(
+        f"decord {videos['decord'].backend_version} and PyAV {videos['pyav'].backend_version} frames identical: {same}"
+    )
 
     captions = [json.loads(line) for line in test.path("captions").read_text().splitlines()]
     caption = next(c for c in captions if c["video_id"] == record["video_id"])

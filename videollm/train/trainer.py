@@ -278,6 +278,7 @@ class RunResult:
     log_history: list[dict] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)  # the Trainer's: runtime, samples/s, ...
     peak_memory_mb: list[float] = field(default_factory=list)  # per rank
+    start_memory_mb: list[float] = field(default_factory=list)  # per rank, before the model was loaded
 
 
 def resume_checkpoint(recipe: Recipe) -> str | None:
@@ -317,6 +318,7 @@ def _write_run_files(recipe: Recipe, base_checkpoint: str | None, peft: bool, re
         "trainable": {g: list(v) for g, v in result.trainable.items()},
         "metrics": result.metrics,
         "peak_memory_mb": result.peak_memory_mb,
+        "start_memory_mb": result.start_memory_mb,
     }
     (out / RUN_FILE).write_text(json.dumps(info, indent=2))
 
@@ -328,6 +330,17 @@ def _gather(local: Any) -> list[Any]:
         torch.distributed.all_gather_object(everyone, local)
         return everyone
     return [local]
+
+
+def current_memory_mb() -> float:
+    """This process's resident set size now (Linux; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_memory_mb() -> float:
@@ -346,6 +359,7 @@ def train(recipe: Recipe) -> RunResult:
     from videollm.train.strategies import apply_strategy
 
     ensure_torch_extensions_dir()
+    start_memory = current_memory_mb()  # libraries imported, no model yet: the baseline of peak_memory_mb
     mode = training_mode(recipe.precision)
     checkpoint = resume_checkpoint(recipe)
     args = training_arguments(recipe, mode)  # before the model: sets up the process group (and ZeRO-3 init)
@@ -419,6 +433,7 @@ def train(recipe: Recipe) -> RunResult:
         log_history=list(trainer.state.log_history),
         metrics=dict(output.metrics),
         peak_memory_mb=_gather(round(peak_memory_mb(), 1)),
+        start_memory_mb=_gather(round(start_memory, 1)),
     )
     if trainer.is_world_process_zero():
         _write_run_files(recipe, base_checkpoint, peft, result)
