@@ -76,5 +76,7 @@ def test_a_tiny_model_learns_a_tiny_synthetic_set(tmp_path):
     accuracy = sum(a == b for a, b in pairs) / len(pairs)
     vocabulary = {r["conversations"][1]["value"] for r in records}
     chance = 1 / len(vocabulary)  # answering at random among the answers seen in training
-    print(f"loss {losses[0]:.2f} → {losses[-1]:.2f}; exact-match accuracy {accuracy:.2f} vs chance {chance:.3f}")
+    print(
+        f"loss {losses[0]:.2f} → {losses[-1]:.2f}; exact-match accuracy {accuracy:.2f} vs chance {chance:.3f}"
+    )
     assert accuracy > 3 * chance, (accuracy, chance, len(vocabulary), pairs[:10])
