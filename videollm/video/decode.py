@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -63,18 +64,11 @@ def load_video(
     limits = limits or MediaLimits()
 
     def load(deadline: Deadline) -> Video:
-        media = open_source(
-            source,
-            limits=limits,
-            allowed_local_root=allowed_local_root,
-            allowed_domains=allowed_domains,
-            deadline=deadline,
-        )
-        reader = _open_reader(media, backend, deadline, frames_fps, allowed_local_root)
-        try:
+        with _opened(source, backend, deadline, limits, allowed_local_root, allowed_domains, frames_fps) as (
+            media,
+            reader,
+        ):
             return _decode(reader, media, sampler, short_side, limits)
-        finally:
-            reader.close()
 
     return _with_deadline(load, timeout_s, _describe(source))
 
@@ -92,20 +86,30 @@ def probe_video(
     limits = limits or MediaLimits()
 
     def probe(deadline: Deadline) -> VideoInfo:
-        media = open_source(
-            source,
-            limits=limits,
-            allowed_local_root=allowed_local_root,
-            allowed_domains=allowed_domains,
-            deadline=deadline,
-        )
-        reader = _open_reader(media, "pyav", deadline, frames_fps, allowed_local_root)
-        try:
+        with _opened(source, "pyav", deadline, limits, allowed_local_root, allowed_domains, frames_fps) as (
+            _,
+            reader,
+        ):
             return reader.info
-        finally:
-            reader.close()
 
     return _with_deadline(probe, timeout_s, _describe(source))
+
+
+@contextmanager
+def _opened(source, backend, deadline, limits, allowed_local_root, allowed_domains, frames_fps):
+    """The source resolved under its access rules and a reader on it, closed on the way out."""
+    media = open_source(
+        source,
+        limits=limits,
+        allowed_local_root=allowed_local_root,
+        allowed_domains=allowed_domains,
+        deadline=deadline,
+    )
+    reader = _open_reader(media, backend, deadline, frames_fps, allowed_local_root)
+    try:
+        yield media, reader
+    finally:
+        reader.close()
 
 
 def output_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
