@@ -21,8 +21,6 @@ import io
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from videollm.serve.launch import free_port, start_server, stop_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent
 CACHE = ROOT / "cache"
@@ -112,44 +112,19 @@ def jpeg_frames_url(path: Path, frames: int) -> str:
     return "data:video/jpeg;base64," + ",".join(parts)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(engine: str, model: Path, frames: int, log: Path, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    import httpx
-
     port = free_port()
-    cmd = [sys.executable, "-m", "videollm.cli", "serve", "--engine", engine, "--model", str(model),
-           "--served-model-name", "bench", "--port", str(port), "--frames", str(frames), *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={"VLLM_CPU_KVCACHE_SPACE": "4", **os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{engine} server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() - t0 > 1800:
-            raise TimeoutError(f"{engine} server not ready")
-        time.sleep(1)
-    print(f"  {engine} ready in {time.monotonic() - t0:.0f} s", flush=True)
-    return proc, url
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    argv = ["--engine", engine, "--model", str(model), "--served-model-name", "bench",
+            "--frames", str(frames), *extra]  # fmt: skip
+    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "4"), "HF_HUB_OFFLINE": "1"}
+    proc = start_server(argv, port, log, env=env)
+    try:
+        ready_s = wait_ready(proc, port, log, timeout=1800)
+    except BaseException:
+        stop_server(proc)
+        raise
+    print(f"  {engine} ready in {ready_s:.0f} s", flush=True)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 async def one(client, url: str, max_tokens: int) -> tuple[float, float, int]:
@@ -289,7 +264,7 @@ def main() -> int:
                 print(f"  pre-decoded frames, {top} clients: {r['requests_per_s']:.3f} req/s", flush=True)
             out["engines"][engine] = entry
         finally:
-            stop(proc)
+            stop_server(proc, timeout=60)
     print("HF one at a time:", flush=True)
     out["hf_one_at_a_time"] = hf_one_at_a_time(model_dir, videos, args.frames, max(2, args.requests // 4),
                                                args.max_tokens)  # fmt: skip

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from videollm.serve import launch
+from videollm.serve.launch import free_port, stop_server, wait_ready  # noqa: F401  (the one launcher)
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -64,47 +65,11 @@ def data_url(path: Path, mime: str = "video/mp4") -> str:
     return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(argv: list[str], port: int, log: Path, env: dict | None = None) -> subprocess.Popen:
-    """`videollm serve ARGV` in a new process group, output to `log`."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-    cmd = [PY, "-m", "videollm.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *argv]
-    return subprocess.Popen(
-        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=full_env, cwd=REPO, start_new_session=True
+    """`videollm serve ARGV` on 127.0.0.1:port in a new process group, offline, output to `log`."""
+    return launch.start_server(
+        argv, port, log, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     )
-
-
-def wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 600.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise TimeoutError(f"server not ready after {timeout} s:\n{log.read_text()[-4000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def video_body(url, model="tiny", **extra):

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from trainkit import save_tiny_base, synth_test_split
 
 from videollm.eval.cli import main
 from videollm.eval.loaders import load_items
@@ -17,25 +18,12 @@ from videollm.video import DEFAULT_BACKEND, FrameSampler
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from videollm.data.cli import main as data_main
-
-    out = tmp_path_factory.mktemp("world")
-    assert (
-        data_main(["synth", "--out", str(out), "--num-videos", "1", "--num-test-videos", "2", "--seed", "5"])
-        == 0
-    )
-    return out / "test"
+    return synth_test_split(tmp_path_factory.mktemp("world"), num_test_videos=2, seed=5)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from videollm.model import tiny
-
-    model, processor = tiny()
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_tiny_base(tmp_path_factory.mktemp("tiny"))
 
 
 def test_engine_batches_like_single_requests(checkpoint, world):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.eval_servers import JudgeBehaviour, ModelBehaviour, answer_for, judge_app, serve, video_model_app
+from tests.trainkit import synth_test_split
 from videollm.eval.cli import main
 from videollm.eval.loaders import load_items
 from videollm.eval.tasks import all_specs
@@ -28,14 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """A small synthetic world made by the real `videollm data synth`; returns its test split."""
-    from videollm.data.cli import main as data_main
-
-    out = tmp_path_factory.mktemp("world")
-    assert (
-        data_main(["synth", "--out", str(out), "--num-videos", "1", "--num-test-videos", "3", "--seed", "7"])
-        == 0
-    )
-    return out / "test"
+    return synth_test_split(tmp_path_factory.mktemp("world"), num_test_videos=3, seed=7)
 
 
 def _lines(path: Path) -> list[dict]:

@@ -152,32 +152,17 @@ def test_video_model_with_mamba_round_trips_and_trains_under_the_adapter_strateg
 
 def test_a_mamba_adapter_run_trains_the_adapters_and_projector_only(tmp_path):
     """A real training run (`videollm.train.trainer.train`, synthetic world): `strategy: adapter`, `type: mamba`."""
-    from trainkit import recipe, render_world, save_tiny_base
-
-    from videollm.train.recipe import recipe_from_dict
-    from videollm.train.trainer import train
+    from trainkit import render_world, run_diff, save_tiny_base
 
     world, base = render_world(tmp_path / "world", num_videos=2), save_tiny_base(tmp_path / "base")
-    tree = recipe(
-        world,
-        base,
-        tmp_path / "run",
-        strategy="adapter",
-        adapter=MAMBA,
-        max_steps=3,
-        **{"frames.num_frames": 2},
-    )
-    result = train(recipe_from_dict(tree))
-    before = dict(VideoLLMForConditionalGeneration.from_pretrained(base).named_parameters())
-    trained = VideoLLMForConditionalGeneration.from_pretrained(tmp_path / "run")
-    assert trained.config.adapter == MAMBA
-    after = dict(trained.named_parameters())
-    assert {n for n in after if n not in before} == {n for n in after if ".mamba_adapter." in n}
-    changed = {n for n in before if not torch.equal(before[n], after[n])}
-    assert changed and {param_group(n) for n in changed} == {"projector"}  # the tower's own weights untouched
+    run = run_diff(world, base, tmp_path / "run", strategy="adapter", adapter=MAMBA)
+    assert run.model.config.adapter == MAMBA
+    assert run.added == {n for n in run.after if ".mamba_adapter." in n}
+    # the tower's own weights untouched
+    assert run.changed and {param_group(n) for n in run.changed} == {"projector"}
     # CLIP's features come from the penultimate layer: the first block's adapter gets gradient and learns
-    assert after["model.vision_tower.encoder.layers.0.mamba_adapter.modulation.weight"].abs().sum() > 0
-    assert result.trainable["vision"][0] == 0 and result.trainable["lm"][0] == 0
+    assert run.after["model.vision_tower.encoder.layers.0.mamba_adapter.modulation.weight"].abs().sum() > 0
+    assert run.result.trainable["vision"][0] == 0 and run.result.trainable["lm"][0] == 0
 
 
 def test_vllm_tower_gets_the_adapters_of_the_blocks_it_runs():
@@ -215,7 +200,7 @@ def assert_engines_agree(model_dir, tmp_path) -> None:
     )
     try:
         prompts = [
-            engine._prompt(GenerationRequest(QUESTION, video=clip, sampler=FrameSampler.uniform(n)))
+            engine.vllm_prompt(GenerationRequest(QUESTION, video=clip, sampler=FrameSampler.uniform(n)))
             for n in frame_counts
         ]
         outs = engine.llm.generate(

@@ -49,17 +49,22 @@ def test_token_counts_match_the_stock_processors():
     assert next_video.context == 8192
 
 
+def _tiny_vision(model_type: str) -> dict:
+    """A 28-pixel tower with 7-pixel patches: a 4×4 grid per frame."""
+    return {
+        "model_type": model_type,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 28,
+        "patch_size": 7,
+    }
+
+
 def _tiny_videollm_config(**overrides) -> VideoLLMConfig:
     return VideoLLMConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 28,
-            "patch_size": 7,
-        },
+        vision_config=_tiny_vision("siglip_vision_model"),
         text_config={
             "model_type": "qwen2",
             "hidden_size": 48,
@@ -103,15 +108,7 @@ def test_an_image_llava_folder_reads_as_its_default_video_model(tmp_path):
     from transformers import LlavaConfig
 
     LlavaConfig(
-        vision_config={
-            "model_type": "clip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 28,
-            "patch_size": 7,
-        },
+        vision_config=_tiny_vision("clip_vision_model"),
         text_config={
             "model_type": "llama",
             "hidden_size": 48,

@@ -140,24 +140,13 @@ def test_vllm_plugin_runs_the_side_network_as_transformers_does(tmp_path):
 
 def test_a_side_run_trains_the_side_network_and_projector_only(tmp_path):
     """A real training run (`videollm.train.trainer.train`, synthetic world) with `strategy: side`."""
-    from trainkit import recipe, render_world, save_tiny_base
-
-    from videollm.train.recipe import recipe_from_dict
-    from videollm.train.trainer import train
+    from trainkit import render_world, run_diff, save_tiny_base
 
     world, base = render_world(tmp_path / "world", num_videos=2), save_tiny_base(tmp_path / "base")
-    tree = recipe(
-        world, base, tmp_path / "run", strategy="side", side=SIDE, max_steps=3, **{"frames.num_frames": 2}
-    )
-    result = train(recipe_from_dict(tree))
-    before = dict(VideoLLMForConditionalGeneration.from_pretrained(base).named_parameters())
-    trained = VideoLLMForConditionalGeneration.from_pretrained(tmp_path / "run")
-    assert trained.config.side == SIDE
-    after = dict(trained.named_parameters())
-    assert {n for n in after if n not in before} == {n for n in after if n.startswith("model.side.")}
-    changed = {n for n in before if not torch.equal(before[n], after[n])}
-    assert changed and {param_group(n) for n in changed} == {
-        "projector"
-    }  # projector/newline: no encoder, no LM
-    assert after["model.side.out.weight"].abs().sum() > 0  # the zero-initialised output learned
-    assert result.trainable["vision"][0] == 0 and result.trainable["lm"][0] == 0
+    run = run_diff(world, base, tmp_path / "run", strategy="side", side=SIDE)
+    assert run.model.config.side == SIDE
+    assert run.added == {n for n in run.after if n.startswith("model.side.")}
+    # projector/newline: no encoder, no LM
+    assert run.changed and {param_group(n) for n in run.changed} == {"projector"}
+    assert run.after["model.side.out.weight"].abs().sum() > 0  # the zero-initialised output learned
+    assert run.result.trainable["vision"][0] == 0 and run.result.trainable["lm"][0] == 0

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainkit import REPO, recipe, render_world, save_tiny_base, subset, write_recipe
+from trainkit import REPO, base_fixture, recipe, subset, world_fixture, write_recipe
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return render_world(tmp_path_factory.mktemp("world"), num_videos=4)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return save_tiny_base(tmp_path_factory.mktemp("base"))
+world = world_fixture(num_videos=4)
+base = base_fixture()
 
 
 @pytest.fixture(scope="module")

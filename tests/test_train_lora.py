@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainkit import recipe, render_world, save_tiny_base
+from trainkit import base_fixture, recipe, world_fixture
 
 from videollm.data.collate import Collator, SupervisedDataset
 from videollm.train import export
@@ -15,15 +15,8 @@ from videollm.train.recipe import recipe_from_dict
 from videollm.train.strategies import apply_strategy
 from videollm.train.trainer import load_datasets, train
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return render_world(tmp_path_factory.mktemp("world"), num_videos=3)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return save_tiny_base(tmp_path_factory.mktemp("base"))
+world = world_fixture(num_videos=3)
+base = base_fixture()
 
 
 def _setup(world: Path, base: Path, tmp_path: Path, strategy: str):

@@ -12,7 +12,7 @@ import pytest
 from tests.media import write_counter_gif, write_counter_video, write_frame_dir
 from videollm.video import FrameSampler, VideoError, load_video, probe_video
 from videollm.video.counter import read_counter
-from videollm.video.decode import _with_deadline
+from videollm.video.decode import with_deadline
 
 BACKENDS = ("decord", "pyav")
 
@@ -75,7 +75,7 @@ def test_backends_return_identical_pixels(videos, stream):
 @pytest.mark.parametrize("stream", STREAMS)
 def test_scattered_requests_across_gops(videos, stream, backend):
     """Any set of indices, straight through the reader: both sides of keyframes, jumps, neighbours."""
-    from videollm.video.decode import _open_reader
+    from videollm.video.decode import open_reader
     from videollm.video.limits import MediaLimits
     from videollm.video.sources import Deadline, open_source
 
@@ -85,7 +85,7 @@ def test_scattered_requests_across_gops(videos, stream, backend):
     for targets in subsets:
         deadline = Deadline(60)
         media = open_source(videos[stream], limits=MediaLimits(), deadline=deadline)
-        reader = _open_reader(media, backend, deadline, 1.0, None)
+        reader = open_reader(media, backend, deadline, 1.0, None)
         try:
             got = dict(reader.read(targets))
         finally:
@@ -177,7 +177,7 @@ def test_a_decode_that_outlives_its_budget_fails_cleanly(tmp_path, backend):
 def test_a_call_stuck_inside_a_decoder_does_not_hold_the_caller():
     # Stands in for FFmpeg blocked in one C call: the worker never checks its deadline.
     with pytest.raises(VideoError, match=r"did not finish within timeout_s=0\.2") as info:
-        _with_deadline(lambda deadline: time.sleep(5), 0.2, "stuck.mp4")
+        with_deadline(lambda deadline: time.sleep(5), 0.2, "stuck.mp4")
     assert info.value.status == 413 and "stuck.mp4" in str(info.value)
 
 

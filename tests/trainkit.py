@@ -1,15 +1,19 @@
-"""Shared material for the data and training tests: a small synthetic world, a tiny saved base model,
-recipes written to disk, and the tiny stock LLaVA-OneVision processor.
+"""Shared material for the data, training and evaluation tests: a small synthetic world, a tiny saved base model,
+recipes written to disk, short real training runs and their weights, and the tiny stock LLaVA-OneVision
+processor.
 
-Plain functions (import them; wrap in fixtures where a module needs caching).
+Plain functions (import them); `world_fixture` / `base_fixture` make the module-scoped fixtures that
+training test modules cache them in.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +27,24 @@ def render_world(out: Path, num_videos: int = 6, frames: int = 8, size: int = 32
     return out
 
 
+def synth_test_split(out: Path, num_test_videos: int, seed: int) -> Path:
+    """The test split of a world made by the real `videollm data synth` command (one training video)."""
+    from videollm.data.cli import main
+
+    argv = [
+        "--out",
+        str(out),
+        "--num-videos",
+        "1",
+        "--num-test-videos",
+        str(num_test_videos),
+        "--seed",
+        str(seed),
+    ]
+    assert main(["synth", *argv]) == 0
+    return out / "test"
+
+
 def save_tiny_base(out: Path, **overrides: Any) -> Path:
     """A tiny VideoLLM checkpoint (and processor) on disk, what `model.base` points at in tests."""
     from videollm.model import tiny
@@ -31,6 +53,26 @@ def save_tiny_base(out: Path, **overrides: Any) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def world_fixture(num_videos: int) -> Any:
+    """A module-scoped fixture rendering one world of `num_videos` clips; assign it to `world` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def world(tmp_path_factory) -> Path:
+        return render_world(tmp_path_factory.mktemp("world"), num_videos=num_videos)
+
+    return world
+
+
+def base_fixture() -> Any:
+    """A module-scoped fixture saving one tiny base model; assign it to `base` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def base(tmp_path_factory) -> Path:
+        return save_tiny_base(tmp_path_factory.mktemp("base"))
+
+    return base
 
 
 def subset(src: Path, dst: Path, keep: int, where: Any = None) -> Path:
@@ -79,6 +121,64 @@ def recipe(world: Path, base: Path, out: Path, **fields: Any) -> dict:
 def write_recipe(path: Path, tree: dict) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
+
+
+def short_run(world: Path, base: Path, out: Path, **fields: Any) -> Any:
+    """A real training run of `recipe(...)`: 2 frames a video and 3 steps unless `fields` say otherwise."""
+    from videollm.train.recipe import recipe_from_dict
+    from videollm.train.trainer import train
+
+    return train(
+        recipe_from_dict(recipe(world, base, out, **{"frames.num_frames": 2, "max_steps": 3, **fields}))
+    )
+
+
+def load_model(path: Path) -> Any:
+    """A saved VideoLLM checkpoint (a base or a run's output) in fp32."""
+    import torch
+
+    from videollm.model import VideoLLMForConditionalGeneration
+
+    return VideoLLMForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+
+
+def weights(model: Any) -> dict[str, Any]:
+    """Copies of every parameter, by name: what a run is compared against."""
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def changed_names(before: dict, after: dict) -> set[str]:
+    """Names of the parameters present in both that are not bit-identical."""
+    import torch
+
+    return {n for n, p in after.items() if n in before and not torch.equal(before[n], p)}
+
+
+@dataclass
+class RunDiff:
+    """What a short run did to its base: the run's result, the saved model, its parameters before and after."""
+
+    result: Any
+    model: Any
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def added(self) -> set[str]:
+        """Parameters the run's model has and the base had not (adapters, prompts, side networks)."""
+        return {n for n in self.after if n not in self.before}
+
+    @property
+    def changed(self) -> set[str]:
+        return changed_names(self.before, self.after)
+
+
+def run_diff(world: Path, base: Path, out: Path, **fields: Any) -> RunDiff:
+    """`short_run(...)`, its saved model reloaded, and the base's parameters to compare it with."""
+    before = weights(load_model(base))
+    result = short_run(world, base, out, **fields)
+    model = load_model(out)
+    return RunDiff(result, model, before, weights(model))
 
 
 def stock_processor(num_image_tokens: int = 16, size: int = 32) -> Any:

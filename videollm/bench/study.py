@@ -96,7 +96,7 @@ def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
 
 def load_study(path: str | Path, budget: str = "small", overrides: Sequence[str] = ()) -> StudyConfig:
     """Read the study file, apply the budget's overrides then `key=value` overrides, check the grid."""
-    from videollm.train.recipe import RecipeError, _build, apply_override
+    from videollm.train.recipe import RecipeError, apply_override, dataclass_from_dict
 
     path = Path(path)
     if not path.is_file():
@@ -113,7 +113,7 @@ def load_study(path: str | Path, budget: str = "small", overrides: Sequence[str]
     try:
         for o in overrides:
             apply_override(tree, o)
-        cfg = _build(StudyConfig, tree, "")
+        cfg = dataclass_from_dict(StudyConfig, tree, "")
     except RecipeError as e:
         raise StudyError(f"{path}: {e}") from None
     cfg.budget, cfg.source = budget, str(path)

@@ -270,18 +270,9 @@ def markdown(study: dict) -> str:
     return "\n".join(lines)
 
 
-def plots(study: dict, out: Path) -> list[Path]:
-    """study_tokens.png (accuracy vs visual tokens per connector), study_strategies.png (static vs temporal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = study["cells"]
-    chance = study.get("chance", {}).get("mc", {})
+def _tokens_figure(plt: Any, cells: dict[str, dict], chance: dict) -> Any:
+    """Accuracy vs visual tokens, one line per connector family, temporal and static side by side."""
     base = _find(cells, sweep="baseline")
-    paths = []
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     families = sorted({c["connector"] for c in cells.values() if c.get("sweep") == "connector"})
     for ax, kind in zip(axes, ("temporal", "static"), strict=True):
@@ -302,11 +293,11 @@ def plots(study: dict, out: Path) -> list[Path]:
         ax.set_title(f"{kind} questions (synthetic_mc)")
     axes[0].set_ylabel("accuracy (%)")
     axes[1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    paths.append(out / "study_tokens.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    return fig
 
+
+def _strategies_figure(plt: Any, cells: dict[str, dict], chance: dict) -> Any:
+    """Static and temporal accuracy bars per strategy cell, the single-frame baseline last."""
     rows = [c for c in cells.values() if c.get("sweep") in ("strategy", "baseline")]
     rows.sort(key=lambda c: (c["sweep"] == "baseline", c["strategy"]))
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows) + 2), 4))
@@ -321,10 +312,27 @@ def plots(study: dict, out: Path) -> list[Path]:
     ax.set_ylabel("synthetic_mc accuracy (%)")
     ax.set_title("static vs temporal accuracy per strategy")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "study_strategies.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    return fig
+
+
+PLOTS = (("study_tokens.png", _tokens_figure), ("study_strategies.png", _strategies_figure))
+
+
+def plots(study: dict, out: Path) -> list[Path]:
+    """study_tokens.png (accuracy vs visual tokens per connector), study_strategies.png (static vs temporal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chance = study.get("chance", {}).get("mc", {})
+    paths = []
+    for name, figure in PLOTS:
+        fig = figure(plt, study["cells"], chance)
+        fig.tight_layout()
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
 
 

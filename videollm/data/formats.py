@@ -145,6 +145,21 @@ def _qa_samples(sample_id: str, media: str, path: str, qa: QA) -> list[dict]:
     ]
 
 
+def _caption_samples(
+    sample_id: str, media: str, path: str, captions: Sequence[str], start: int
+) -> list[dict]:
+    """One align sample per caption variant, the media's caption prompts taken in turn from `start`."""
+    prompts = VIDEO_CAPTION_PROMPTS if media == "video" else IMAGE_CAPTION_PROMPTS
+    return [
+        {
+            "id": f"{sample_id}{k}",
+            media: path,
+            "conversations": _turns(media, prompts[(start + k) % len(prompts)], caption),
+        }
+        for k, caption in enumerate(captions)
+    ]
+
+
 def write_llava(out: Path, items: Sequence[VideoItem]) -> dict[str, str]:
     """`align.json` (captions) and `instruct.json` (QA), video and image samples mixed, next to the
     media they point to (the split folder is their media root).
@@ -155,24 +170,10 @@ def write_llava(out: Path, items: Sequence[VideoItem]) -> dict[str, str]:
     """
     align, instruct = [], []
     for item in items:
-        for k, caption in enumerate(item.captions):
-            prompt = VIDEO_CAPTION_PROMPTS[(item.index + k) % len(VIDEO_CAPTION_PROMPTS)]
-            align.append(
-                {
-                    "id": f"{item.video_id}_cap{k}",
-                    "video": item.video,
-                    "conversations": _turns("video", prompt, caption),
-                }
-            )
-        for k, caption in enumerate(item.image_captions):
-            prompt = IMAGE_CAPTION_PROMPTS[(item.index + k) % len(IMAGE_CAPTION_PROMPTS)]
-            align.append(
-                {
-                    "id": f"{item.video_id}_img_cap{k}",
-                    "image": item.image,
-                    "conversations": _turns("image", prompt, caption),
-                }
-            )
+        align += _caption_samples(f"{item.video_id}_cap", "video", item.video, item.captions, item.index)
+        align += _caption_samples(
+            f"{item.video_id}_img_cap", "image", item.image, item.image_captions, item.index
+        )
         for k, qa in enumerate(item.questions):
             instruct += _qa_samples(f"{item.video_id}_q{k:02d}", "video", item.video, qa)
         for k, qa in enumerate(item.image_questions):

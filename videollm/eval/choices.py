@@ -192,11 +192,23 @@ def _strip_response(response: str) -> str:
     return " " + response + " "
 
 
+def _letters_or_answers(
+    letters: list[str], response: str, index2ans: dict[str, str]
+) -> tuple[list[str], bool]:
+    """(candidates, whether they are letters): the letters found, else both parsers' last resort before
+    guessing, the options whose answer text a long (> 5 words) reply contains."""
+    if letters:
+        return letters, True
+    if len(response.split()) <= 5:
+        return [], False
+    return [index for index, ans in index2ans.items() if ans.lower() in response.lower()], False
+
+
 def nextqa_parse(response: str, index2ans: dict[str, str], rng: random.Random) -> Choice:
     """nextqa's `parse_multi_choice_response` (random fallback seeded by the caller)."""
     all_choices = list(index2ans)
     response = _strip_response(response)
-    index_ans, ans_with_brack = True, False
+    ans_with_brack = False
     candidates = []
     for choice in all_choices:
         if f"({choice})" in response:
@@ -206,11 +218,7 @@ def nextqa_parse(response: str, index2ans: dict[str, str], rng: random.Random) -
         candidates = [c for c in all_choices if f"{c} " in response]
     if not candidates:
         candidates = [c for c in all_choices if f"{c}." in response]
-    if not candidates and len(response.split()) > 5:
-        for index, ans in index2ans.items():
-            if ans.lower() in response.lower():
-                candidates.append(index)
-                index_ans = False
+    candidates, index_ans = _letters_or_answers(candidates, response, index2ans)
     if not candidates:
         return Choice(rng.choice(all_choices), extracted=False)
     if len(candidates) == 1:
@@ -227,15 +235,10 @@ def egoschema_parse(response: str, index2ans: dict[str, str], rng: random.Random
     """egoschema's `parse_multi_choice_response`: every pattern collected, the earliest wins."""
     all_choices = list(index2ans)
     response = _strip_response(response)
-    index_ans = True
     candidates = [f"({c})" for c in all_choices if f"({c})" in response]
     candidates += [f"{c} " for c in all_choices if f"{c} " in response]
     candidates += [f"{c}." for c in all_choices if f"{c}." in response]
-    if not candidates and len(response.split()) > 5:
-        for index, ans in index2ans.items():
-            if ans.lower() in response.lower():
-                candidates.append(index)
-                index_ans = False
+    candidates, index_ans = _letters_or_answers(candidates, response, index2ans)
     if not candidates:
         return Choice(rng.choice(all_choices), extracted=False)
     if len(candidates) == 1:

@@ -59,7 +59,11 @@ class VLLMEngine:
             info["checkpoint"] = model_fingerprint(self.model)
         return info
 
-    def _prompt(self, r: GenerationRequest) -> dict[str, Any]:
+    def vllm_prompt(self, r: GenerationRequest) -> dict[str, Any]:
+        """One request as the prompt `LLM.generate` takes: chat template applied, frames decoded by videollm.
+
+        Public so callers (the Mamba parity test) can run vLLM on exactly the prompts `generate` builds.
+        """
         from videollm.inference.vllm_video import video_metadata
         from videollm.video import load_video
 
@@ -85,7 +89,7 @@ class VLLMEngine:
         outputs: list[str] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
-            prompts = [self._prompt(r) for r in chunk]
+            prompts = [self.vllm_prompt(r) for r in chunk]
             params = [
                 SamplingParams(max_tokens=r.max_new_tokens, temperature=r.temperature, seed=r.seed)
                 for r in chunk

@@ -7,7 +7,7 @@ path, weight loading, paged attention); two things change, the two that the conn
   `videollm.model.tokens.video_num_tokens`, plus the time instruction's text tokens when the
   config asks for one), and
 - how frames become those tokens (`_process_video_pixels`): vLLM's vision tower, then exactly
-  the transformers model's `_video_tokens` (connector before/after the projector, newlines), so
+  the transformers model's `video_tokens` (connector before/after the projector, newlines), so
   both engines compute the same thing from the same frames.
 
 Frames reach the processor with their timestamps (from `vllm_video`'s metadata), so temporal
@@ -219,7 +219,7 @@ class VideoLLMForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
             )
         # The transformers model's own step (connector + projector + newlines), on vLLM's modules.
         return [
-            VideoLLMModel._video_tokens(self, clip, None if t is None else t.to(clip.device))
+            VideoLLMModel.video_tokens(self, clip, None if t is None else t.to(clip.device))
             for clip, t in zip(torch.split(features, frames), stamps, strict=True)
         ]
 

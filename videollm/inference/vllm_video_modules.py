@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from videollm.model.adapters import _tower_parts, apply_adapters, frames_per_video
+from videollm.model.adapters import apply_adapters, frames_per_video, tower_parts
 from videollm.model.config import VideoLLMConfig
 from videollm.model.modeling import VideoLLMModel
 from videollm.model.side import build_side
@@ -55,7 +55,7 @@ def add_video_modules(model: nn.Module, config: VideoLLMConfig) -> None:
             "with --engine transformers, or train with strategy adapter/side instead of prompt"
         )
     if config.adapter is not None:
-        _, layers, _, _ = _tower_parts(model.vision_tower)
+        _, layers, _, _ = tower_parts(model.vision_tower)
         total = config.vision_config.num_hidden_layers
         apply_adapters(model.vision_tower, loaded_adapter_spec(config.adapter, total, len(layers)), None)
     model.side = (
@@ -72,7 +72,7 @@ class HiddenStates(dict):
 
     @contextmanager
     def recording(self, tower: nn.Module, indices: tuple[int, ...]) -> Iterator[HiddenStates]:
-        _, layers, _, _ = _tower_parts(tower)
+        _, layers, _, _ = tower_parts(tower)
         handles = []
         for i in indices:
             if i < len(layers):  # the input of block i, before its adapter runs (prepend)

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from videollm.model.mamba import MambaAdapter
+from videollm.model.mamba import MambaAdapter, video_patches
 
 ADAPTER_TYPES = ("st_adapter", "mamba")
 # The attribute of an encoder block that holds its adapter, per type (also the checkpoint key part).
@@ -135,12 +135,7 @@ class STAdapter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, _ = x.shape
-        if batch % self.frames:
-            raise ValueError(
-                f"ST-Adapter got a vision batch of {batch} frames, not a multiple of frames_per_video="
-                f"{self.frames}; run the tower on whole videos (B·T frames) inside frames_per_video(tower, T)"
-            )
-        patches = x[:, self.num_prefix :]
+        patches = video_patches(x, self.frames, self.num_prefix, "ST-Adapter")
         n = length - self.num_prefix
         side = math.isqrt(n)
         grid = (side, side) if side * side == n else (n, 1)
@@ -187,8 +182,12 @@ def _find(module: nn.Module, name: str) -> tuple[str, nn.Module] | None:
     return min(hits, key=lambda hit: hit[0].count(".")) if hits else None
 
 
-def _tower_parts(vision_model: nn.Module) -> tuple[nn.Module, nn.ModuleList, int, int]:
-    """(embeddings, encoder layers, hidden size, class tokens) of a ViT-style transformers tower."""
+def tower_parts(vision_model: nn.Module) -> tuple[nn.Module, nn.ModuleList, int, int]:
+    """(embeddings, encoder layers, hidden size, class tokens) of a ViT-style transformers tower.
+
+    Public because vLLM's vision tower gets its adapters and hidden-state hooks through it too
+    (`videollm.inference.vllm_video_modules`), so both engines find the same layers.
+    """
     embeddings = _find(vision_model, "embeddings")
     layers = _find(vision_model, "encoder.layers")
     if embeddings is None or layers is None or not isinstance(layers[1], nn.ModuleList):
@@ -250,7 +249,7 @@ def apply_adapters(
         raise ValueError(
             f"{type(vision_model).__name__} already has adapters/prompts; apply_adapters runs once"
         )
-    embeddings, layers, dim, num_cls = _tower_parts(vision_model)
+    embeddings, layers, dim, num_cls = tower_parts(vision_model)
     num_prompts = 0
     if prompt_cfg is not None:
         pcfg = PromptConfig.from_dict(prompt_cfg)
@@ -321,4 +320,5 @@ __all__ = [
     "adapter_parameters",
     "apply_adapters",
     "frames_per_video",
+    "tower_parts",
 ]

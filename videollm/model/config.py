@@ -16,7 +16,7 @@ from huggingface_hub.dataclasses import strict
 from transformers.models.llava_onevision.configuration_llava_onevision import LlavaOnevisionConfig
 
 from videollm.model.connectors import DEFAULT, ConnectorConfig
-from videollm.model.tokens import NEWLINES
+from videollm.model.tokens import NEWLINES, onevision_tokens
 
 # What the classes are called in a stock LLaVA-OneVision checkpoint.
 ONEVISION_ARCHITECTURES = {
@@ -81,9 +81,7 @@ class VideoLLMConfig(LlavaOnevisionConfig):
     def is_onevision(self) -> bool:
         """True when the model is exactly LLaVA-OneVision (then it saves as a stock OneVision checkpoint)."""
         return (
-            ConnectorConfig.from_dict(self.connector) == DEFAULT
-            and self.newline == "video"
-            and not self.time_instruction
+            onevision_tokens(self.connector, self.newline, self.time_instruction)
             and self.adapter is None
             and self.prompt is None
             and self.side is None

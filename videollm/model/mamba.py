@@ -47,6 +47,20 @@ def selective_scan(
     return scan(u, delta, A, B, C, D, z, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 
+def video_patches(x: Tensor, frames: int, num_prefix: int, adapter: str) -> Tensor:
+    """The patch tokens of a vision batch (B·T, length, dim) of whole `frames`-frame videos, prefix dropped.
+
+    Every temporal adapter (this one and `adapters.STAdapter`) folds the batch back into clips, so each
+    checks here, with one message, that the tower ran inside `frames_per_video`.
+    """
+    if x.shape[0] % frames:
+        raise ValueError(
+            f"{adapter} got a vision batch of {x.shape[0]} frames, not a multiple of frames_per_video="
+            f"{frames}; run the tower on whole videos (B·T frames) inside frames_per_video(tower, T)"
+        )
+    return x[:, num_prefix:]
+
+
 class MambaAdapter(nn.Module):
     """A bidirectional Mamba mixer over the frames of each video that scales and shifts the patch tokens.
 
@@ -114,12 +128,7 @@ class MambaAdapter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, dim = x.shape
-        if batch % self.frames:
-            raise ValueError(
-                f"Mamba adapter got a vision batch of {batch} frames, not a multiple of frames_per_video="
-                f"{self.frames}; run the tower on whole videos (B·T frames) inside frames_per_video(tower, T)"
-            )
-        patches = x[:, self.num_prefix :]
+        patches = video_patches(x, self.frames, self.num_prefix, "Mamba adapter")
         n = length - self.num_prefix
         # (videos·T, n, dim) → one sequence over time per spatial position: (videos·n, T, dim)
         seq = patches.reshape(batch // self.frames, self.frames, n, dim).transpose(1, 2).flatten(0, 1)
@@ -131,4 +140,4 @@ class MambaAdapter(nn.Module):
         return torch.cat([x[:, : self.num_prefix], patches * (1 + scale) + shift], dim=1)
 
 
-__all__ = ["MambaAdapter", "selective_scan"]
+__all__ = ["MambaAdapter", "selective_scan", "video_patches"]

@@ -120,7 +120,7 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
             hidden = outputs.pooler_output  # (videos·frames, h·w, dim), not yet projected
             for clip in hidden.unflatten(0, batch.shape[:2]):
                 stamps = timestamps[len(features)] if timestamps else None
-                features.append(self._video_tokens(clip, stamps))
+                features.append(self.video_tokens(clip, stamps))
         same_length = len({f.shape[0] for f in features}) == 1
         outputs.pooler_output = torch.stack(features) if same_length else torch.cat(features)[None]
         return outputs
@@ -167,8 +167,12 @@ class VideoLLMModel(VideoLLMPreTrainedModel, LlavaOnevisionModel):
         n = math.prod(frame_grid(self.config.vision_config))
         return self.side([hidden_states[i][:, -n:] for i in self.side.layers], num_frames)
 
-    def _video_tokens(self, features: torch.Tensor, timestamps: torch.Tensor | None) -> torch.Tensor:
-        """One video's selected features (T, h·w, D) → its LLM tokens (N, text dim), newlines included."""
+    def video_tokens(self, features: torch.Tensor, timestamps: torch.Tensor | None) -> torch.Tensor:
+        """One video's selected features (T, h·w, D) → its LLM tokens (N, text dim), newlines included.
+
+        Public because videollm's vLLM model calls it on vLLM's modules (`videollm.inference.vllm_model`),
+        so both engines turn the same features into the same tokens.
+        """
         num_frames = features.shape[0]
         grid = frame_grid(self.config.vision_config)
         if self.connector.stage == "pre":

@@ -25,7 +25,7 @@ from transformers.processing_utils import MultiModalData, ProcessingKwargs, Proc
 
 from videollm.model.connectors import DEFAULT, ConnectorConfig
 from videollm.model.frames import FrameTransform, preprocess_frames, stack_frames
-from videollm.model.tokens import check_fits_context, num_video_tokens
+from videollm.model.tokens import check_fits_context, num_video_tokens, onevision_tokens
 from videollm.video.types import Video
 
 
@@ -132,11 +132,8 @@ class VideoLLMProcessor(LlavaOnevisionProcessor):
 
     @property
     def is_onevision(self) -> bool:
-        return (
-            ConnectorConfig.from_dict(self.connector) == DEFAULT
-            and self.newline == "video"
-            and not self.time_instruction
-        )
+        """True when its video tokens are exactly LLaVA-OneVision's (then it saves as a stock OneVision processor)."""
+        return onevision_tokens(self.connector, self.newline, self.time_instruction)
 
     def video_num_tokens(self, num_frames: int) -> int:
         """Placeholder tokens for one video of `num_frames` frames (connector tokens + newlines)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from videollm.model.connectors import ConnectorConfig, num_tokens
+from videollm.model.connectors import DEFAULT, ConnectorConfig, num_tokens
 
 NEWLINES = ("video", "frame", "none")
 
@@ -48,6 +48,14 @@ def num_video_tokens(
 def video_num_tokens(config: Any, num_frames: int) -> int:
     """Tokens one video of `num_frames` frames takes in the LLM input for a `VideoLLMConfig`."""
     return num_video_tokens(config.connector, config.newline, num_frames, frame_grid(config.vision_config))
+
+
+def onevision_tokens(connector: dict | ConnectorConfig, newline: str, time_instruction: Any) -> bool:
+    """Whether a video becomes exactly LLaVA-OneVision's tokens: default connector, one newline, no time text.
+
+    Shared by the config and the processor: each saves in stock OneVision form only then.
+    """
+    return ConnectorConfig.from_dict(connector) == DEFAULT and newline == "video" and not time_instruction
 
 
 def _max_frames(fits: Any, limit: int) -> int:
@@ -111,4 +119,4 @@ def check_fits_context(
     raise ValueError(f"{head} > max_position_embeddings {max_positions}; use {fix}")
 
 
-__all__ = ["check_fits_context", "frame_grid", "num_video_tokens", "video_num_tokens"]
+__all__ = ["check_fits_context", "frame_grid", "num_video_tokens", "onevision_tokens", "video_num_tokens"]

@@ -81,7 +81,7 @@ class StarterRecipe:
 
 def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StarterRecipe:
     """Read a starter recipe (`key=value` overrides as for `videollm train`); errors name file and field."""
-    from videollm.train.recipe import RecipeError, _build, apply_override
+    from videollm.train.recipe import RecipeError, apply_override, dataclass_from_dict
 
     path = Path(path)
     if not path.is_file():
@@ -90,7 +90,7 @@ def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     for o in overrides:
         apply_override(tree, o)
     try:
-        recipe = _build(StarterRecipe, tree, "")
+        recipe = dataclass_from_dict(StarterRecipe, tree, "")
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None
     names = [s.name for s in recipe.stages]

@@ -194,7 +194,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = {"path": value}  # a bare path is a file with the default root and weight
         if not isinstance(value, dict):
             raise RecipeError(f"field {where!r}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, where)
+        return dataclass_from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
             with contextlib.suppress(ValueError):
@@ -213,7 +213,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported recipe field type {tp!r}")
 
 
-def _build(cls: type, values: dict, where: str) -> Any:
+def dataclass_from_dict(cls: type, values: dict, where: str) -> Any:
+    """A config dataclass from its raw YAML tree, every field typed and checked (`where`: the dotted path so far).
+
+    Public because the starter and study configs are checked by it too, with the same field-naming errors.
+    """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -273,7 +277,7 @@ def apply_override(tree: dict, override: str) -> None:
 
 def recipe_from_dict(tree: dict, source: str = "recipe") -> Recipe:
     try:
-        return _build(Recipe, tree, "")
+        return dataclass_from_dict(Recipe, tree, "")
     except RecipeError as e:
         raise RecipeError(f"{source}: {e}") from None
 
@@ -372,6 +376,7 @@ __all__ = [
     "RecipeError",
     "apply_override",
     "check_recipe",
+    "dataclass_from_dict",
     "load_recipe",
     "recipe_from_dict",
 ]

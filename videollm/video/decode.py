@@ -70,7 +70,7 @@ def load_video(
         ):
             return _decode(reader, media, sampler, short_side, limits)
 
-    return _with_deadline(load, timeout_s, _describe(source))
+    return with_deadline(load, timeout_s, _describe(source))
 
 
 def probe_video(
@@ -92,7 +92,7 @@ def probe_video(
         ):
             return reader.info
 
-    return _with_deadline(probe, timeout_s, _describe(source))
+    return with_deadline(probe, timeout_s, _describe(source))
 
 
 @contextmanager
@@ -105,7 +105,7 @@ def _opened(source, backend, deadline, limits, allowed_local_root, allowed_domai
         allowed_domains=allowed_domains,
         deadline=deadline,
     )
-    reader = _open_reader(media, backend, deadline, frames_fps, allowed_local_root)
+    reader = open_reader(media, backend, deadline, frames_fps, allowed_local_root)
     try:
         yield media, reader
     finally:
@@ -138,7 +138,11 @@ def _describe(source: Source) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _open_reader(media: Media, backend: str, deadline: Deadline, frames_fps: float, root):
+def open_reader(media: Media, backend: str, deadline: Deadline, frames_fps: float, root):
+    """The reader for an opened source: GIF, frame folder, PyAV, or decord over a PyAV probe.
+
+    Public because the decode tests drive a backend's reader directly (arbitrary index sets).
+    """
     from videollm.video import image_backend
 
     if media.kind == "gif":
@@ -214,8 +218,11 @@ def _decode(
     )
 
 
-def _with_deadline(work: Callable[[Deadline], T], timeout_s: float, name: str) -> T:
-    """Run `work` on a daemon thread; give up waiting (VideoError) once `timeout_s` is spent."""
+def with_deadline(work: Callable[[Deadline], T], timeout_s: float, name: str) -> T:
+    """Run `work` on a daemon thread; give up waiting (VideoError) once `timeout_s` is spent.
+
+    Public because the decode tests check it on a call that never returns, which no real file can force.
+    """
     if not (isinstance(timeout_s, int | float) and timeout_s > 0):
         raise VideoError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
     deadline = Deadline(float(timeout_s))

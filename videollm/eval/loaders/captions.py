@@ -19,7 +19,7 @@ from pathlib import Path
 
 from videollm.eval.items import EvalItem
 from videollm.eval.loaders import VideoFinder, apply_prompt, loader, read_json, require
-from videollm.eval.loaders.open_ended import _youtube_mapping
+from videollm.eval.loaders.open_ended import youtube_mapping
 from videollm.eval.tasks import TaskError, TaskSpec
 
 
@@ -65,7 +65,7 @@ def _msvd_split(spec: TaskSpec, data_dir: Path) -> set[str] | None:
     if not lo_hi or not mapping_path.exists():
         return None
     lo, hi = int(lo_hi[0]), int(lo_hi[1])
-    return {clip for vid, clip in _youtube_mapping(mapping_path).items() if lo <= int(vid[3:]) <= hi}
+    return {clip for vid, clip in youtube_mapping(mapping_path).items() if lo <= int(vid[3:]) <= hi}
 
 
 @loader("msvd_caption")

@@ -70,8 +70,11 @@ def _item(
     )
 
 
-def _youtube_mapping(path: Path) -> dict[str, str]:
-    """MSVD's youtube_mapping.txt: `<youtube clip name> vid<N>` per line → {"vidN": clip}."""
+def youtube_mapping(path: Path) -> dict[str, str]:
+    """MSVD's youtube_mapping.txt: `<youtube clip name> vid<N>` per line → {"vidN": clip}.
+
+    Public because MSVD's QA loader (here) and its caption loader (`captions`) both name clips by it.
+    """
     mapping = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
@@ -92,7 +95,7 @@ def _read_qa_json(spec: TaskSpec, data_dir: Path, ann: Path) -> list[EvalItem]:
     if spec.options.get("mapping"):
         map_path = data_dir / spec.options["mapping"]
         if map_path.exists():
-            mapping = _youtube_mapping(map_path)
+            mapping = youtube_mapping(map_path)
     items = []
     for i, r in enumerate(rows):
         require(r, ("question", "answer", "video_id"), f"{ann} record {i}")
