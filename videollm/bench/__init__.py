@@ -1,6 +1,7 @@
 """`videollm bench <name>`: the project's studies and benchmarks as commands.
 
-`videollm bench study` runs the transfer-strategy study (`videollm.bench.study`). Kept import-light:
+`videollm bench study` runs the transfer-strategy study (`videollm.bench.study`); `videollm bench
+report` writes the README's Results section from the recorded results (`videollm.bench.report`). Kept import-light:
 each subcommand's module loads only when it runs.
 """
 
@@ -16,6 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "study": (
         "videollm.bench.study",
         "the transfer-strategy study: strategies × connectors on the synthetic world",
+    ),
+    "report": (
+        "videollm.bench.report",
+        "write README.md's Results section from benchmarks/results/*.json (--check: verify it)",
     ),
 }
 

@@ -10,8 +10,10 @@ Two things differ on purpose, and both are reported:
 - a reply that cannot be parsed, or a request that fails after retries, is a *judge failure*:
   counted separately and left out of accuracy and score (lmms-eval scores it "no", 0, which
   silently deflates results);
-- every verdict is cached (JSONL keyed by judge model + exact messages), so re-scoring costs nothing
-  and a pinned judge gives the same numbers again.
+- every reply is cached (JSONL keyed by judge model + exact messages), unparseable ones too (the
+  judge's answer at temperature 0; re-parsed on reuse, so a more tolerant parser applies to old
+  replies), so re-scoring costs nothing and a pinned judge gives the same numbers again. Only
+  requests that got no reply (network errors, 4xx/5xx, empty replies) are asked again.
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ def parse_verdict(reply: str) -> Verdict | None:
     return None
 
 
+UNPARSEABLE = "unparseable reply"
+
+
 @dataclass(frozen=True)
 class Judgement:
     """One judged item: the verdict, or `error` (a judge failure) with the raw reply kept."""
@@ -128,6 +133,16 @@ class Judgement:
             d["key"], Verdict(**v) if v else None, d.get("reply", ""), d.get("error"), d.get("model", "")
         )
 
+    @property
+    def answered(self) -> bool:
+        """The judge replied (parseable or not): worth caching; otherwise the request failed."""
+        return bool(self.reply) and self.error in (None, UNPARSEABLE)
+
+    def reparsed(self) -> Judgement:
+        """The same reply read by today's parser."""
+        verdict = parse_verdict(self.reply)
+        return Judgement(self.key, verdict, self.reply, None if verdict else UNPARSEABLE, self.model)
+
 
 def cache_key(model: str, messages: Sequence[dict], temperature: float) -> str:
     blob = json.dumps(
@@ -137,7 +152,7 @@ def cache_key(model: str, messages: Sequence[dict], temperature: float) -> str:
 
 
 class JudgeCache:
-    """Append-only JSONL of judgements; only successful ones are reused (failures are retried)."""
+    """Append-only JSONL of judgements; every reply is reused, failed requests are asked again."""
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
@@ -149,15 +164,16 @@ class JudgeCache:
                     j = Judgement.from_json(json.loads(line))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line torn by a kill: ignore it, the item is judged again
-                if j.verdict is not None:
+                if j.answered:
                     self.entries[j.key] = j
 
     def get(self, key: str) -> Judgement | None:
-        return self.entries.get(key)
+        j = self.entries.get(key)
+        return j.reparsed() if j is not None else None
 
     def put(self, j: Judgement) -> None:
         with self._lock:
-            if j.verdict is not None:
+            if j.answered:
                 self.entries[j.key] = j
             if self.path:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +257,7 @@ class Judge:
                 self._sleep(self.backoff_s * (2**attempt))
         verdict = parse_verdict(reply) if error is None else None
         if error is None and verdict is None:
-            error = "unparseable reply"
+            error = UNPARSEABLE
         if served:
             self.served_models.add(served)
         judgement = Judgement(key, verdict, reply, error, served)
