@@ -1,20 +1,27 @@
-"""The open-ended judge: prompt bytes, reply parsing, aggregation, and a run against a real local server."""
+"""The open-ended judge: prompt bytes, reply parsing, aggregation, the cache, and runs against a real judge
+server (`videollm serve` on a tiny random model: it replies, but never in the judge's format)."""
 
 from __future__ import annotations
 
+import json
+import threading
+
 import pytest
 
-from tests.eval_servers import JudgeBehaviour, judge_app, serve
+from tests.eval_servers import OFFLINE, Server, tiny_checkpoint, tiny_servers
 from videollm.eval.judge import (
+    UNPARSEABLE,
     Judge,
     JudgeCache,
     Judgement,
     Verdict,
     aggregate,
+    cache_key,
     judge_messages,
     normalize_base_url,
     parse_verdict,
 )
+from videollm.serve import launch
 
 # The strings as they appear in mbzuai-oryx/Video-ChatGPT quantitative_evaluation/evaluate_activitynet_qa.py
 # (identical in PKU-YuanGroup/Video-LLaVA videollava/eval/video/eval_video_qa.py and lmms-eval 0.7.3
@@ -117,38 +124,102 @@ def test_base_url_forms():
         assert normalize_base_url(url) == "http://h:1/v1"
 
 
-def test_judge_against_local_server_retries_caches_and_counts_failures(tmp_path):
-    behaviour = JudgeBehaviour(fail_first=2, garbage_for=("GARBAGE",))
-    with serve(judge_app(behaviour)) as url:
-        judge = Judge(
-            url, "judge-test-1", cache=tmp_path / "judge.jsonl", retries=4, backoff_s=0.01, concurrency=3
-        )
-        triples = [
-            ("what color is the ball?", "red", "red"),
-            ("what color is the ball?", "red", "blue"),
-            ("what is moving?", "a red circle", "the circle"),
-            ("what is moving?", "a red circle", "GARBAGE"),
-        ]
-        first = judge.judge_many(triples)
-        assert [j.verdict for j in first] == [Verdict("yes", 5), Verdict("no", 1), Verdict("yes", 3), None]
-        assert first[3].error == "unparseable reply" and first[3].reply.startswith("I am not able")
-        assert len(behaviour.requests) == 2 + 4  # two 500s retried
-        assert all(r["temperature"] == 0 for r in behaviour.requests)
-        assert all(r["model"] == "judge-test-1" for r in behaviour.requests)
-        assert judge.describe()["served_models"] == ["judge-test-1"]
+@pytest.fixture(scope="module")
+def judge_server(tmp_path_factory) -> Server:
+    tmp = tmp_path_factory.mktemp("judge")
+    with tiny_servers(tiny_checkpoint(tmp / "tiny"), tmp, name="judge-tiny") as (server,):
+        yield server
 
-        # a second judge on the same cache re-asks only the failure
-        again = Judge(url, "judge-test-1", cache=tmp_path / "judge.jsonl", retries=1, backoff_s=0.01)
-        second = again.judge_many(triples)
-        assert [j.verdict for j in second] == [j.verdict for j in first]
-        assert len(behaviour.requests) == 6 + 1
-    assert len(JudgeCache(tmp_path / "judge.jsonl").entries) == 3
+
+TRIPLES = [
+    ("what color is the ball?", "red", "red"),
+    ("what color is the ball?", "red", "blue"),
+    ("what is moving?", "a red circle", "the circle"),
+]
+
+
+def test_replies_out_of_format_are_failures_and_cached(judge_server, tmp_path):
+    """A real judge that does not answer in the format: each reply is a judge failure (never "no", 0), kept
+    with its text; a second judge on the same cache asks nothing, and at temperature 0 asking again (no cache)
+    gets the same replies, which is why unparseable replies are cached like verdicts."""
+    asked = judge_server.chat_requests()
+    judge = Judge(
+        judge_server.url,
+        "judge-tiny",
+        cache=tmp_path / "judge.jsonl",
+        retries=1,
+        concurrency=1,
+        max_tokens=16,
+    )
+    first = judge.judge_many(TRIPLES)
+    assert judge_server.chat_requests() - asked == 3
+    for j, triple in zip(first, TRIPLES, strict=True):
+        assert j.verdict is None and j.error == UNPARSEABLE and j.reply.strip()
+        assert j.key == cache_key("judge-tiny", judge_messages(*triple), 0.0) and j.model == "judge-tiny"
+    assert len({j.reply for j in first}) == 3  # the replies depend on what the judge was sent
+    assert judge.describe()["served_models"] == ["judge-tiny"] and judge.describe()["temperature"] == 0
+    assert aggregate(first) == {
+        "judge_accuracy": None,
+        "judge_score": None,
+        "judge_yes": 0,
+        "judge_no": 0,
+        "judge_failures": 3,
+        "judged": 0,
+    }
+
+    again = Judge(judge_server.url, "judge-tiny", cache=tmp_path / "judge.jsonl", retries=1)
+    assert again.judge_many(TRIPLES) == first
+    assert judge_server.chat_requests() - asked == 3
+    assert again.describe()["served_models"] == ["judge-tiny"]
+
+    fresh = Judge(judge_server.url, "judge-tiny", retries=1, concurrency=1, max_tokens=16).judge_many(TRIPLES)
+    assert [j.reply for j in fresh] == [j.reply for j in first]
+    assert judge_server.chat_requests() - asked == 6
+
+
+def test_a_wrong_judge_model_name_is_a_counted_failure_not_cached(judge_server, tmp_path):
+    judge = Judge(judge_server.url, "gpt-9", cache=tmp_path / "judge.jsonl", retries=2, backoff_s=0.0)
+    (j,) = judge.judge_many(TRIPLES[:1])
+    assert j.verdict is None and "404" in j.error and "gpt-9" in j.error
+    assert aggregate([j])["judge_failures"] == 1
+    assert len((tmp_path / "judge.jsonl").read_text().splitlines()) == 1  # logged ...
+    assert JudgeCache(tmp_path / "judge.jsonl").entries == {}  # ... but asked again next time
+
+
+def test_cached_replies_are_read_by_the_current_parser(tmp_path):
+    """A reply an older, stricter parser could not read is stored as a failure; reused, it is parsed again."""
+    messages = judge_messages("q", "a", "a")
+    key = cache_key("j", messages, 0.0)
+    old = Judgement(key, None, "Sure! {'pred': 'yes', 'score': 4}", UNPARSEABLE, "j")
+    (tmp_path / "judge.jsonl").write_text(json.dumps(old.to_json()) + "\n")
+    cached = JudgeCache(tmp_path / "judge.jsonl").get(key)
+    assert cached == Judgement(key, Verdict("yes", 4), old.reply, None, "j")
 
 
 def test_unreachable_judge_is_a_counted_failure(tmp_path):
-    from tests.eval_servers import free_port
-
-    judge = Judge(f"http://127.0.0.1:{free_port()}/v1", "j", retries=2, backoff_s=0.0, timeout_s=2)
+    judge = Judge(f"http://127.0.0.1:{launch.free_port()}/v1", "j", retries=2, backoff_s=0.0, timeout_s=2)
     (j,) = judge.judge_many([("q", "a", "a")])
     assert j.verdict is None and "Connection" in j.error
     assert aggregate([j])["judge_failures"] == 1
+
+
+@pytest.mark.slow
+def test_judge_retries_with_backoff_until_the_server_is_up(tmp_path):
+    """Connection refused while the judge server starts: retried with backoff, then answered."""
+    port = launch.free_port()
+    judge = Judge(f"http://127.0.0.1:{port}/v1", "judge-tiny", retries=12, backoff_s=0.25, timeout_s=120)
+    got: list[Judgement] = []
+    asking = threading.Thread(target=lambda: got.append(judge.judge_one(*TRIPLES[0])))
+    asking.start()
+    model, log = tiny_checkpoint(tmp_path / "tiny"), tmp_path / "judge.log"
+    argv = ["--engine", "transformers", "--model", str(model), "--served-model-name", "judge-tiny"]
+    proc = launch.start_server(argv, port, log, env=OFFLINE)
+    try:
+        launch.wait_ready(proc, port, log, timeout=300)
+        asking.join(timeout=600)
+        requests = Server(f"http://127.0.0.1:{port}/v1", "judge-tiny", log).chat_requests()
+    finally:
+        launch.stop_server(proc)
+    (j,) = got
+    assert j.error == UNPARSEABLE and j.reply and j.model == "judge-tiny"
+    assert requests == 1  # the tries before it never reached a server
