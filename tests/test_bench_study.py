@@ -189,3 +189,58 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
     assert "Does the survey hold" in report
     for png in ("study_tokens.png", "study_strategies.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# vLLM's own stdout around the measurement, as `videollm.bench.throughput` printed it in a study run:
+# the shutdown log comes after the JSON line (the last line is never the measurement).
+VLLM_STDOUT = """\
+(EngineCore pid=21013) INFO 11-30 06:24:52 [compilation.py:317] Enabled custom fusions: norm_quant, act_quant
+(MainProcess pid=21000) INFO 11-30 06:24:52 [hf.py:648] Detected the chat template content format to be 'openai'.
+{"engine": "vllm", "requests": 8, "seconds": 0.142, "requests_per_s": 56.27, "output_tokens_per_s": 583.8, \
+"startup_s": 33.2, "enforce_eager": true, "dtype": "torch.bfloat16"}
+(MainProcess pid=21000) INFO 11-30 06:24:52 [utils.py:628] [shutdown] Process manager: send sigterm to process EngineCore
+(EngineCore pid=21013) INFO 11-30 06:24:55 [multiproc_executor.py:486] [shutdown] Executor: all workers exited gracefully
+(MainProcess pid=21000) WARNING 11-30 06:24:57 [core_client.py:817] [shutdown] MPClient: engine core exited unexpectedly
+"""
+
+
+def test_serving_output_is_parsed_or_skipped_never_raised():
+    from videollm.bench.study import parse_throughput
+
+    measured = parse_throughput(VLLM_STDOUT, "", 0)
+    assert measured["requests_per_s"] == 56.27 and measured["output_tokens_per_s"] == 583.8
+    assert "exit_code" not in measured
+    # a worker's log written into the middle of our line: the measurement is still found
+    glued = VLLM_STDOUT.replace('{"engine"', '(Worker pid=7) INFO shutting down{"engine"')
+    assert parse_throughput(glued, "", 0)["requests_per_s"] == 56.27
+    # measured, then vLLM crashed at shutdown: the numbers stand and the exit code is recorded
+    assert parse_throughput(VLLM_STDOUT, "Segmentation fault", -11)["exit_code"] == -11
+    # killed while printing: a cut JSON line is no measurement
+    cut = VLLM_STDOUT.replace('"dtype": "torch.bfloat16"}', '"dtype": "tor')
+    skipped = parse_throughput(cut, "", 0)
+    assert skipped == {"skipped": skipped["skipped"]} and "printed no measurement" in skipped["skipped"]
+    failed = parse_throughput(VLLM_STDOUT.split("{")[0], "Traceback ...\nValueError: no model at /x", 1)
+    assert failed == {
+        "skipped": "the vLLM engine failed (exit 1): Traceback ... | ValueError: no model at /x"
+    }
+    assert parse_throughput("", "", 1) == {"skipped": "the vLLM engine failed (exit 1): no output"}
+
+
+def test_serving_subprocess_failure_and_timeout_are_recorded(tmp_path):
+    """The real subprocess: a checkpoint that is not there, and a run past serving.timeout_s."""
+    from videollm.bench.study import serving_throughput
+
+    pytest.importorskip("vllm")
+    cfg = load_study(CONFIG, "small", ["serving.cells=null", "serving.timeout_s=600"])
+    log = tmp_path / "serving.log"
+    out = serving_throughput(tmp_path / "missing", tmp_path / "no_world", 8, cfg, "c", log_file=log)
+    assert set(out) == {"skipped"} and out["skipped"].startswith("the vLLM engine failed (exit 1): ")
+    assert "no_world" in log.read_text()  # the whole output is kept next to the cell
+    cfg = load_study(CONFIG, "small", ["serving.cells=null", "serving.timeout_s=0.5"])
+    out = serving_throughput(tmp_path / "missing", tmp_path / "no_world", 8, cfg, "c")
+    assert out == {"skipped": "the vLLM engine did not finish within serving.timeout_s=0.5 s"}
+    cfg = load_study(CONFIG, "small")  # the small budget measures serving on some cells only
+    assert (
+        "not measured in the small budget"
+        in serving_throughput(tmp_path, tmp_path, 8, cfg, "lora__x__lo")["skipped"]
+    )

@@ -117,9 +117,9 @@ def test_recipes_load(tmp_path):
     from videollm.starter.train import load_starter_recipe
 
     full = load_starter_recipe("train/recipes/starter.yaml")
-    assert [s.name for s in full.stages] == ["vision", "align", "finetune"]
-    short = load_starter_recipe("train/recipes/starter_short.yaml", ["stages.2.steps=3"])
-    assert short.stages[2].steps == 3
+    assert [s.name for s in full.stages] == ["tower", "vision", "align", "finetune"]
+    short = load_starter_recipe("train/recipes/starter_short.yaml", ["stages.3.steps=3"])
+    assert short.stages[3].steps == 3
 
 
 def test_recipe_errors_name_file_and_field(tmp_path):
@@ -133,3 +133,31 @@ def test_recipe_errors_name_file_and_field(tmp_path):
     bad.write_text("stages:\n  - {name: vision, stepz: 2}\n")
     with pytest.raises(RecipeError, match=r"bad\.yaml.*stepz.*steps"):
         load_starter_recipe(bad)
+
+
+def test_frame_targets_agree_with_the_rendered_pixels():
+    """Every patch labelled with an object holds that object's colour; every object's weights sum to 1
+    over the patches it covers; the centre offsets point back at the object's centre."""
+    from videollm.data.world import PALETTE, SHAPES, SIZES, render_states
+    from videollm.starter.clips import frame_targets
+
+    clip = make_clip(3, "train", 5)
+    for state in clip.states:
+        pixels = render_states([state], 64)[0]
+        t = frame_targets(state, 64, 8)
+        assert t.patches.shape == (5, 8, 8) and t.weights.shape == (len(state), 8, 8)
+        np.testing.assert_allclose(t.weights.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+        for k, o in enumerate(state):
+            assert tuple(t.objects[k]) == (
+                COLORS.index(o.color),
+                SHAPES.index(o.shape),
+                list(SIZES).index(o.size),
+            )
+            gy, gx = np.nonzero(t.patches[0] == COLORS.index(o.color) + 1)
+            assert len(gy) > 0
+            for y, x in zip(gy, gx, strict=True):
+                block = pixels[y * 8 : (y + 1) * 8, x * 8 : (x + 1) * 8].reshape(-1, 3)
+                assert (block == PALETTE[o.color]).all(axis=1).any()
+                assert abs((x + 0.5 + t.patches[3, y, x]) / 8 - o.x) < 1e-5
+                assert abs((y + 0.5 + t.patches[4, y, x]) / 8 - o.y) < 1e-5
+        assert (t.patches[0] == 0).sum() == (t.weights.sum(axis=0) == 0).sum()

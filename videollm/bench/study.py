@@ -22,6 +22,7 @@ A cell's `result.json` on disk means done: `--resume` skips those and continues 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -33,6 +34,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -364,9 +366,19 @@ class PeakMemory:
 
 
 def serving_throughput(
-    model_dir: Path, data_root: Path, frames: int, cfg: StudyConfig, cell: str = ""
+    model_dir: Path,
+    data_root: Path,
+    frames: int,
+    cfg: StudyConfig,
+    cell: str = "",
+    log_file: Path | None = None,
 ) -> dict:
-    """Requests/s and output tokens/s of the vLLM engine on the model, measured in a subprocess."""
+    """Requests/s and output tokens/s of the vLLM engine on the model, measured in a subprocess.
+
+    Never raises for the engine's sake: a vLLM that is missing, crashes, hangs or prints no
+    measurement gives `{"skipped": reason}`, so one cell's serving cannot cost the study. The
+    subprocess's whole output goes to `log_file` (the reason quotes only its tail).
+    """
     serving = cfg.serving
     if not serving.get("enabled", True):
         return {"skipped": "serving.enabled is false in the study config"}
@@ -389,18 +401,78 @@ def serving_throughput(
     if serving.get("enforce_eager", False):
         command.append("--enforce-eager")
     timeout = float(serving.get("timeout_s", 600))
-    env = throughput_env()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    except subprocess.TimeoutExpired:
+        returncode, stdout, stderr = _run_group(command, timeout, throughput_env())
+    except OSError as e:
+        return {"skipped": f"could not start the vLLM subprocess: {e}"}
+    if log_file is not None:
+        log_file.write_text(
+            f"$ {' '.join(command)}\nexit {returncode}\n----- stdout\n{stdout}\n----- stderr\n{stderr}\n",
+            encoding="utf-8",
+        )
+    if returncode is None:
         return {"skipped": f"the vLLM engine did not finish within serving.timeout_s={timeout:g} s"}
-    measured = [
-        line for line in done.stdout.splitlines() if line.startswith("{") and "requests_per_s" in line
-    ]
-    if done.returncode or not measured:  # vLLM logs to stdout too: the result is our one JSON line
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"skipped": f"the vLLM engine failed (exit {done.returncode}): {' | '.join(tail)}"}
-    return json.loads(measured[-1])
+    return parse_throughput(stdout, stderr, returncode)
+
+
+def parse_throughput(stdout: str, stderr: str, returncode: int) -> dict:
+    """The measurement `videollm.bench.throughput` printed, or `{"skipped": reason}`.
+
+    vLLM and its worker processes log to the same stdout, before and after our JSON line (the
+    last line is often a shutdown message), and a worker's write can land mid-line; so the
+    measurement is found by its keys, decoded from where it starts, and checked for its numbers.
+    """
+    for line in reversed(stdout.splitlines()):
+        at = line.find('{"engine"')
+        if at < 0 or "requests_per_s" not in line:
+            continue
+        try:
+            found, _ = json.JSONDecoder().raw_decode(line[at:])
+        except ValueError:
+            continue
+        if isinstance(found, dict) and all(
+            isinstance(found.get(k), (int, float)) for k in ("requests_per_s", "output_tokens_per_s")
+        ):
+            if returncode:  # measured, then vLLM failed at shutdown: the numbers stand, the exit is noted
+                found["exit_code"] = returncode
+            return found
+    tail = " | ".join((stderr or stdout).strip().splitlines()[-3:]) or "no output"
+    if returncode:
+        return {"skipped": f"the vLLM engine failed (exit {returncode}): {tail}"}
+    return {"skipped": f"the vLLM subprocess exited 0 but printed no measurement: {tail}"}
+
+
+def _run_group(command: list[str], timeout: float, env: dict[str, str]) -> tuple[int | None, str, str]:
+    """Run `command` in its own process group; on timeout kill the whole group (vLLM's engine-core
+    and worker processes too, which would otherwise keep the cores busy). Exit code None: timed out."""
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return proc.returncode, stdout, stderr
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate()
+        return None, stdout, stderr
+    finally:
+        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave vLLM running
+            _kill_group(proc.pid)
+            proc.wait()
+        else:
+            _kill_group(proc.pid)  # an engine process orphaned by a clean exit
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 # ----- evaluation ---------------------------------------------------------------------------------
@@ -573,7 +645,9 @@ def run_cell(cell: Cell, cfg: StudyConfig, work: Path, world: Path, image_model:
     log(f"[{cell.name}] evaluating {model_dir}")
     results = evaluate(model_dir, world, cell_dir / "eval", cell.frames, cfg, middle_s)
     log(f"[{cell.name}] serving throughput")
-    serving = serving_throughput(model_dir, world / "test", cell.frames, cfg, cell.name)
+    serving = serving_throughput(
+        model_dir, world / "test", cell.frames, cfg, cell.name, log_file=cell_dir / "serving.log"
+    )
     total = _count_parameters(model_dir)
     record = {
         "cell": cell.name,
@@ -696,7 +770,10 @@ def run_study(
             continue
         log(f"[{k}/{len(todo)}] {cell.name}: {study_report.cell_line(record)}")
         if k < len(todo):  # the report so far: a long study shows its numbers as they come
-            study_report.write(_study(cfg, work, world, image_model), results_dir)
+            try:
+                study_report.write(_study(cfg, work, world, image_model), results_dir)
+            except Exception as e:  # a report glitch must not stop the cells; the final write retries
+                log(f"interim report not written ({type(e).__name__}: {e})")
     study = _study(cfg, work, world, image_model)
     study["failed"] = failed
     for path in study_report.write(study, results_dir):

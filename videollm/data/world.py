@@ -127,7 +127,9 @@ def scene_states(scene: Scene, frames: int) -> list[FrameState]:
     return states
 
 
-def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+def shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Which offsets (dx, dy) from a shape's centre it covers at radius r; shared by the renderer and the
+    starter's per-patch labels, so labels and pixels agree exactly."""
     if shape == "circle":
         return dx * dx + dy * dy <= r * r
     if shape == "square":
@@ -151,7 +153,7 @@ def render_states(states: Sequence[FrameState], size: int, counter: bool = False
             x1, y1 = (min(size, int(np.ceil((c + BOUND * r) * size)) + 1) for c in (o.x, o.y))
             dx = centres[None, x0:x1] - o.x
             dy = centres[y0:y1, None] - o.y
-            mask = _shape_mask(o.shape, dx, dy, r)
+            mask = shape_mask(o.shape, dx, dy, r)
             frames[t, y0:y1, x0:x1][mask] = PALETTE[o.color]
     if counter:
         from videollm.video.counter import draw_counter

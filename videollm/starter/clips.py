@@ -20,7 +20,7 @@ import numpy as np
 
 from videollm.data.questions import FAST, NO_MOTION, STILL, direction, tracks
 from videollm.data.synthetic import VideoItem, make_item
-from videollm.data.world import PALETTE, SHAPES, SIZES, FrameState
+from videollm.data.world import PALETTE, SHAPES, SIZES, FrameState, shape_mask
 from videollm.video.sampling import uniform_indices
 
 COLORS = tuple(PALETTE)
@@ -124,16 +124,40 @@ def slot_labels(states: list[FrameState]) -> np.ndarray:
     return np.array([IGNORE if w is None else WORDS.index(w) for w in slot_words(states)], np.int64)
 
 
-def patch_labels(states: list[FrameState], size: int, grid: int) -> np.ndarray:
-    """Dense labels (3, T, grid, grid): colour, shape and size index (+1; 0 = background) of the object
-    whose centre lies in each patch. They teach the tower *where* each shape is, many labels per frame."""
-    out = np.zeros((3, len(states), grid, grid), np.int64)
-    for t, state in enumerate(states):
-        for o in state:
-            gx, gy = min(int(o.x * grid), grid - 1), min(int(o.y * grid), grid - 1)
-            out[:, t, gy, gx] = (
-                COLORS.index(o.color) + 1,
-                SHAPES.index(o.shape) + 1,
-                list(SIZES).index(o.size) + 1,
-            )
-    return out
+@dataclass(frozen=True)
+class FrameTargets:
+    """What the tower's image stage learns from one frame.
+
+    `patches` (5, grid, grid): colour, shape and size index (+1; 0 = background) of the object covering
+    most of each patch, and the offset (x, y) of that object's centre from the patch centre, in patches.
+    `weights` (K, grid, grid): each object's share of its pixels per patch (rows sum to 1), so the tower's
+    features can be pooled per object as the connector's attention later pools them; `objects` (K, 3):
+    each object's colour, shape and size index.
+    """
+
+    patches: np.ndarray
+    weights: np.ndarray
+    objects: np.ndarray
+
+
+def frame_targets(state: FrameState, size: int, grid: int) -> FrameTargets:
+    """Dense and per-object labels of one rendered frame (see `FrameTargets`)."""
+    patch = size // grid
+    centres = (np.arange(size) + 0.5) / size
+    cover = np.zeros((len(state), grid, grid), np.float32)
+    for k, o in enumerate(state):
+        mask = shape_mask(o.shape, centres[None, :] - o.x, centres[:, None] - o.y, SIZES[o.size])
+        cover[k] = mask.reshape(grid, patch, grid, patch).sum(axis=(1, 3))
+    patches = np.zeros((5, grid, grid), np.float32)
+    objects = np.zeros((len(state), 3), np.int64)
+    if state:
+        owner = np.where(cover.max(axis=0) > 0, cover.argmax(axis=0), -1)
+        for k, o in enumerate(state):
+            objects[k] = COLORS.index(o.color), SHAPES.index(o.shape), list(SIZES).index(o.size)
+            mine = owner == k
+            gy, gx = np.nonzero(mine)
+            patches[:3, mine] = (objects[k] + 1)[:, None]
+            patches[3, mine] = o.x * grid - (gx + 0.5)
+            patches[4, mine] = o.y * grid - (gy + 0.5)
+    weights = cover / np.maximum(cover.sum(axis=(1, 2), keepdims=True), 1e-6)
+    return FrameTargets(patches, weights, objects)

@@ -31,6 +31,7 @@ from videollm.starter.conversations import clip_conversation, messages, turn
 from videollm.video.types import Video
 
 Log = Callable[[str], None]
+ORDER = ("tower", "vision", "align", "finetune")
 CHAT_PROMPTS = (
     "What is the capital of France?",
     "Give me three tips for staying healthy.",
@@ -49,10 +50,11 @@ class WorldSpec:
 
 @dataclass
 class StageSpec:
-    name: Literal["vision", "align", "finetune"]
+    name: Literal["tower", "vision", "align", "finetune"]
     steps: int
     batch_size: int = 8
-    lr: float = 1e-3  # the stage's main learning rate (tower+connector / projector / LoRA)
+    lr: float = 1e-3  # the stage's main learning rate (tower / connector / projector / LoRA)
+    tower_lr: float = 2e-4  # vision: the tower's learning rate while the connector learns to describe
     lr_projector: float | None = None  # finetune: projector (default: lr)
     lr_connector: float = 0.0  # align/finetune: > 0 also trains the pretrained connector
     lora_r: int = 8
@@ -75,8 +77,9 @@ class StarterRecipe:
     output_dir: str = "runs/starter"
     seed: int = 0
     vision_checkpoint: str | None = (
-        None  # a saved vision stage (vision.pt) to start from instead of stage vision
+        None  # a saved vision stage (vision.pt) to start from instead of stages tower and vision
     )
+    reuse: bool = True  # a stage whose output (tower.pt, vision.pt) is already in output_dir is not re-run
 
 
 def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StarterRecipe:
@@ -94,13 +97,9 @@ def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None
     names = [s.name for s in recipe.stages]
-    if (
-        not names
-        or names != sorted(names, key=["vision", "align", "finetune"].index)
-        or len(set(names)) != len(names)
-    ):
+    if not names or names != sorted(names, key=ORDER.index) or len(set(names)) != len(names):
         raise RecipeError(
-            f"{path}: stages must be some of vision, align, finetune, once each and in that order; got {names}"
+            f"{path}: stages must be some of {', '.join(ORDER)}, once each and in that order; got {names}"
         )
     return recipe
 
@@ -300,44 +299,63 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     """The whole run; writes `parts/` (what the package ships), `vision.pt` and `report.json` to output_dir."""
     from videollm.starter.align import fit_projector
     from videollm.starter.model import build_starter, save_parts
-    from videollm.starter.vision import VisionPretrainer, pretrain_vision
+    from videollm.starter.vision import VisionPretrainer, pretrain_tower, pretrain_vision
 
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = recipe.world
     report: dict[str, Any] = {"recipe": asdict(recipe), "stages": [], "curve": []}
+    from videollm.starter.card import provenance  # the model card's machine record and command line
+
+    report |= provenance()
     t0 = time.perf_counter()
     stages = {s.name: s for s in recipe.stages}
-    if "vision" in stages:
-        s = stages["vision"]
-        vision, curve = pretrain_vision(
-            s.steps,
-            s.batch_size,
-            s.lr,
-            world.num_frames,
-            world.seed,
-            recipe.seed,
-            eval_every=s.eval_every or s.steps,
-            log=log,
+    vision = VisionPretrainer()
+    if recipe.vision_checkpoint:
+        vision.load_state_dict(torch.load(recipe.vision_checkpoint, weights_only=True))
+        log(f"vision stages loaded from {recipe.vision_checkpoint}")
+    elif not {"tower", "vision"} & set(stages):
+        raise ValueError(
+            "the starter needs a pretrained vision tower: add `tower`/`vision` stages or set vision_checkpoint"
         )
-        torch.save(vision.state_dict(), out / "vision.pt")
+    for name, outfile in (("tower", "tower.pt"), ("vision", "vision.pt")):
+        if name not in stages or recipe.vision_checkpoint:
+            continue
+        s, saved, started = stages[name], out / outfile, time.perf_counter()
+        if recipe.reuse and saved.is_file():
+            vision.load_state_dict(torch.load(saved, weights_only=True))
+            log(f"{name} stage: reusing {saved} (delete it, or set reuse=false, to train it again)")
+            continue
+        every = s.eval_every or s.steps
+        if name == "tower":
+            vision, curve = pretrain_tower(
+                s.steps, s.batch_size, s.lr, world.seed, recipe.seed, eval_every=every, log=log, model=vision
+            )
+        else:
+            vision, curve = pretrain_vision(
+                s.steps,
+                s.batch_size,
+                s.lr,
+                world.num_frames,
+                world.seed,
+                recipe.seed,
+                eval_every=every,
+                log=log,
+                model=vision,
+                tower_lr=s.tower_lr,
+            )
+        torch.save(vision.state_dict(), saved)
+        unit = "frames" if name == "tower" else "clips"
         report["stages"].append(
             {
-                "name": "vision",
-                "minutes": (time.perf_counter() - t0) / 60,
-                "clips": s.steps * s.batch_size,
+                "name": name,
+                "minutes": (time.perf_counter() - started) / 60,
+                unit: s.steps * s.batch_size,
                 "curve": curve,
             }
         )
-    elif recipe.vision_checkpoint:
-        vision = VisionPretrainer()
-        vision.load_state_dict(torch.load(recipe.vision_checkpoint, weights_only=True))
-        log(f"vision stage loaded from {recipe.vision_checkpoint}")
-    else:
-        raise ValueError(
-            "the starter needs a pretrained vision stage: add a `vision` stage or set vision_checkpoint"
-        )
+        (out / "report.json").write_text(json.dumps(report, indent=1))
     vision.eval()
     model, processor = build_starter(lm_dir, vision.state_dict(), log=log)
     clips = held_out(world, recipe.eval_clips)

@@ -1,8 +1,12 @@
 """Stage 0 of the starter: a miniature image-language foundation model for the synthetic world.
 
 The anchors start from a vision encoder that already understands images (CLIP, SigLIP). Ours starts
-from scratch, so before any LLaVA stage the vision tower and the connector (a resampler with one
-query per described field and a learned temporal embedding) are pretrained to *write a description*:
+from scratch, in two steps. `pretrain_tower` is the image stage: single frames, dense labels per patch
+(colour, shape, size and centre of the object covering it) and per object (its patches pooled, as the
+connector's attention later pools them); the position table starts as 2-D sinusoids (MAE's choice) so
+attention knows which patches are neighbours from the first step. `pretrain_vision` is the clip stage:
+the tower and the connector (a resampler with one query per described field and a learned temporal
+embedding) are pretrained to *write a description*:
 each of the connector's tokens classifies the word it stands for (`clips.slot_words`: per palette
 colour the object's colour, size, shape, direction, speed and event; the counts at the start and the
 end). The word head is thrown away; the tower and the connector go into the video model, and the
@@ -22,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videollm.data.world import SHAPES, SIZES
+from videollm.data.synthetic import video_rngs
+from videollm.data.world import SHAPES, SIZES, FrameState, make_scene, render_states, scene_states
 from videollm.model.connectors import ConnectorConfig, build_connector
 from videollm.model.frames import FrameTransform, preprocess_frames
 from videollm.starter.clips import (
@@ -32,9 +37,10 @@ from videollm.starter.clips import (
     NUM_TOKENS,
     WORDS,
     Clip,
+    FrameTargets,
     codec_noise,
+    frame_targets,
     make_clip,
-    patch_labels,
     slot_labels,
 )
 
@@ -43,10 +49,10 @@ PATCH_SIZE = 8
 MEAN = STD = (0.5, 0.5, 0.5)
 VISION_CONFIG: dict[str, Any] = {
     "model_type": "siglip_vision_model",
-    "hidden_size": 64,
-    "intermediate_size": 256,
-    "num_hidden_layers": 3,
-    "num_attention_heads": 2,
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
     "image_size": IMAGE_SIZE,
     "patch_size": PATCH_SIZE,
     "vision_use_head": False,
@@ -62,11 +68,31 @@ FRAME_TRANSFORM = FrameTransform(size=(IMAGE_SIZE, IMAGE_SIZE), mean=MEAN, std=S
 
 
 def build_tower(vision_config: dict[str, Any] = VISION_CONFIG) -> nn.Module:
-    """The vision tower exactly as `VideoLLMModel` builds it (`AutoModel.from_config`), so weights move over."""
+    """The vision tower exactly as `VideoLLMModel` builds it (`AutoModel.from_config`), so weights move over.
+
+    Its position table starts as 2-D sinusoids (`sincos_positions`)."""
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.for_model(**vision_config)
-    return AutoModel.from_config(config)
+    tower = AutoModel.from_config(config)
+    grid = config.image_size // config.patch_size
+    with torch.no_grad():
+        tower.embeddings.position_embedding.weight.copy_(sincos_positions(grid, config.hidden_size))
+    return tower
+
+
+def sincos_positions(grid: int, dim: int) -> torch.Tensor:
+    """(grid², dim) 2-D sine-cosine position table (x in the first half, y in the second), as MAE uses."""
+    ys, xs = torch.meshgrid(torch.arange(grid).float(), torch.arange(grid).float(), indexing="ij")
+    quarter = dim // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter).float() / quarter)
+
+    def encode(p: torch.Tensor) -> torch.Tensor:
+        angles = p.flatten()[:, None] * freqs[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.cat([encode(xs), encode(ys)], dim=1)
+    return F.pad(table, (0, dim - table.shape[1]))
 
 
 class VisionPretrainer(nn.Module):
@@ -83,11 +109,16 @@ class VisionPretrainer(nn.Module):
                 f"connector with num_queries={NUM_TOKENS} before the projector, got {cfg.to_dict()}"
             )
         self.connector = build_connector(cfg, dim, dim)
-        self.grid = IMAGE_SIZE // PATCH_SIZE
+        self.grid = vision_config["image_size"] // vision_config["patch_size"]
         self.head = nn.Linear(dim, len(WORDS))
-        # Dense auxiliary head on the tower's patch features: colour / shape / size of the object centred there.
-        self.patch_sizes = (len(COLORS) + 1, len(SHAPES) + 1, len(SIZES) + 1)
+        # Dense head on the tower's patch features: colour / shape / size of the object covering the patch
+        # (+1, 0 = background) and that object's centre offset; object head on features pooled per object.
+        self.patch_sizes = (len(COLORS) + 1, len(SHAPES) + 1, len(SIZES) + 1, 2)
         self.patch_head = nn.Linear(dim, sum(self.patch_sizes))
+        self.object_sizes = (len(COLORS), len(SHAPES), len(SIZES))
+        self.object_head = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, sum(self.object_sizes))
+        )
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) → (B, T, grid, grid, dim): the tower's last hidden states, as the video model selects them."""
@@ -103,24 +134,33 @@ class VisionPretrainer(nn.Module):
         """Word logits (B, NUM_TOKENS, len(WORDS))."""
         return self.head(self.slot_tokens(pixels))
 
-    def forward_with_patches(self, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Word logits and the dense patch logits (colour, shape, size), each (B, T, grid, grid, classes)."""
-        feats = self.features(pixels)
-        words = self.head(torch.stack([self.connector(clip) for clip in feats]))
-        return words, list(self.patch_head(feats).split(self.patch_sizes, dim=-1))
+    def frame_outputs(
+        self, feats: torch.Tensor, weights: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Dense patch outputs of frame features (N, grid, grid, dim) and object logits of the features pooled
+        with each frame's object weights (K_i, grid, grid): ([colour, shape, size, offset], [colour, shape, size])."""
+        patches = list(self.patch_head(feats).split(self.patch_sizes, dim=-1))
+        pooled = torch.cat([torch.einsum("kyx,yxd->kd", w, f) for w, f in zip(weights, feats, strict=True)])
+        return patches, list(self.object_head(pooled).split(self.object_sizes, dim=-1))
 
 
-def patch_batch(clips: list[Clip], grid: int) -> torch.Tensor:
-    """Dense labels (3, B, T, grid, grid) of some clips."""
-    return torch.from_numpy(
-        np.stack([patch_labels(c.states, c.frames.shape[1], grid) for c in clips], axis=1)
+def frame_loss(
+    patches: list[torch.Tensor], objects: list[torch.Tensor], targets: list[FrameTargets]
+) -> torch.Tensor:
+    """Dense cross-entropy (colour, shape, size), centre-offset regression on object patches, and the
+    per-object classification: the image stage's loss."""
+    dense = torch.from_numpy(np.stack([t.patches for t in targets], axis=1))  # (5, N, grid, grid)
+    labels = dense[:3].long()
+    loss = sum(
+        F.cross_entropy(lg.flatten(0, -2), lab.flatten()) for lg, lab in zip(patches[:3], labels, strict=True)
     )
-
-
-def patch_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    return sum(
-        F.cross_entropy(lg.flatten(0, -2), lab.flatten()) for lg, lab in zip(logits, labels, strict=True)
-    )
+    on = labels[0] > 0
+    if on.any():
+        loss = loss + F.smooth_l1_loss(patches[3][on], dense[3:].permute(1, 2, 3, 0)[on])
+    obj = torch.from_numpy(np.concatenate([t.objects for t in targets]))
+    if len(obj):
+        loss = loss + sum(F.cross_entropy(lg, obj[:, k]) for k, lg in enumerate(objects))
+    return loss
 
 
 def clip_batch(clips: list[Clip], rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +208,110 @@ def clip_stream(seed: int, split: str, num_frames: int, start: int = 0) -> Itera
         index += 1
 
 
+def frame_stream(seed: int, split: str, rng: np.random.Generator, frames: int = 16) -> Iterator[FrameState]:
+    """One random frame state of each successive clip of a world split: the image stage's data."""
+    index = 0
+    while True:
+        scene_rng, _ = video_rngs(seed, split, index)
+        yield scene_states(make_scene(scene_rng), frames)[int(rng.integers(frames))]
+        index += 1
+
+
+def frame_batch(
+    states: list[FrameState], rng: np.random.Generator | None, grid: int
+) -> tuple[torch.Tensor, list[FrameTargets]]:
+    """Pixel values (N, 3, H, W) of rendered frames (codec noise when `rng` is given) and their targets."""
+    pixels = render_states(states, IMAGE_SIZE)
+    if rng is not None:
+        pixels = codec_noise(pixels, rng)
+    return preprocess_frames(pixels, FRAME_TRANSFORM), [frame_targets(st, IMAGE_SIZE, grid) for st in states]
+
+
+def _weights(targets: list[FrameTargets]) -> list[torch.Tensor]:
+    return [torch.from_numpy(t.weights) for t in targets]
+
+
+@torch.no_grad()
+def object_accuracy(
+    model: VisionPretrainer, pixels: torch.Tensor, targets: list[FrameTargets]
+) -> dict[str, float]:
+    """Accuracy (%) of the per-object colour / shape / size heads on some frames."""
+    was_training = model.training
+    model.eval()
+    feats = model.features(pixels[:, None])[:, 0]
+    _, objects = model.frame_outputs(feats, _weights(targets))
+    labels = torch.from_numpy(np.concatenate([t.objects for t in targets]))
+    model.train(was_training)
+    return {
+        name: 100.0 * float((lg.argmax(-1) == labels[:, k]).float().mean())
+        for k, (name, lg) in enumerate(zip(("color", "shape", "size"), objects, strict=True))
+    }
+
+
+def _cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+
+
+def pretrain_tower(
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    world_seed: int = 0,
+    seed: int = 0,
+    eval_frames: int = 256,
+    eval_every: int = 100,
+    log: Callable[[str], None] = print,
+    model: VisionPretrainer | None = None,
+) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
+    """The image stage: tower + frame heads on single frames of the world's train split (one per clip).
+
+    Returns the model (connector untouched) and the curve of held-out per-object accuracy."""
+    torch.manual_seed(seed)
+    model = model if model is not None else VisionPretrainer()
+    model.train()
+    params = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("vision_tower.", "patch_head.", "object_head."))
+    ]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = _cosine(opt, steps)
+    rng = np.random.default_rng(seed)
+    held_rng = np.random.default_rng(seed + 1)
+    held = frame_stream(world_seed + 1000, "test", held_rng)
+    held_pixels, held_targets = frame_batch([next(held) for _ in range(eval_frames)], None, model.grid)
+    stream = frame_stream(world_seed, "train", rng)
+    curve: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        pixels, targets = frame_batch([next(stream) for _ in range(batch_size)], rng, model.grid)
+        feats = model.features(pixels[:, None])[:, 0]
+        loss = frame_loss(*model.frame_outputs(feats, _weights(targets)), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % eval_every == 0 or step == steps:
+            acc = object_accuracy(model, held_pixels, held_targets)
+            point = {
+                "step": step,
+                "frames": step * batch_size,
+                "loss": loss.item(),
+                "minutes": (time.perf_counter() - start) / 60,
+                "accuracy": acc,
+            }
+            curve.append(point)
+            log(
+                f"tower step {step}/{steps} loss {point['loss']:.3f} {point['minutes']:.1f} min | objects "
+                + " ".join(f"{k} {v:.1f}" for k, v in acc.items())
+            )
+    return model, curve
+
+
 def pretrain_vision(
     steps: int,
     batch_size: int = 32,
@@ -178,23 +322,29 @@ def pretrain_vision(
     eval_clips: int = 128,
     eval_every: int = 100,
     log: Callable[[str], None] = print,
-    on_eval: Callable[[VisionPretrainer, list[dict[str, Any]]], None] | None = None,
-    patch_weight: float = 0.5,
-    init: dict[str, torch.Tensor] | None = None,
+    model: VisionPretrainer | None = None,
+    tower_lr: float = 2e-4,
+    frame_weight: float = 0.5,
 ) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
-    """Train tower + connector + heads on fresh clips of the world's train split; returns the model and its curve.
-
-    `init` continues from a saved VisionPretrainer state (heads missing from it start fresh)."""
+    """The clip stage: connector + word head (and the tower, at `tower_lr`, kept on its frame targets) write
+    the description of fresh clips of the world's train split; returns the model and its curve."""
     torch.manual_seed(seed)
-    model = VisionPretrainer()
-    if init is not None:
-        model.load_state_dict(init, strict=False)
+    model = model if model is not None else VisionPretrainer()
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    tower = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("vision_tower.", "patch_head.", "object_head."))
+    ]
+    rest = [
+        p
+        for n, p in model.named_parameters()
+        if not n.startswith(("vision_tower.", "patch_head.", "object_head."))
+    ]
+    opt = torch.optim.AdamW(
+        [{"params": rest, "lr": lr}, {"params": tower, "lr": tower_lr}], weight_decay=0.01
     )
+    sched = _cosine(opt, steps)
     held_out = [make_clip(world_seed + 1000, "test", i, num_frames=num_frames) for i in range(eval_clips)]
     stream = clip_stream(world_seed, "train", num_frames)
     rng = np.random.default_rng(seed)
@@ -203,8 +353,13 @@ def pretrain_vision(
     for step in range(1, steps + 1):
         clips = [next(stream) for _ in range(batch_size)]
         pixels, labels = clip_batch(clips, rng)
-        words, patches = model.forward_with_patches(pixels)
-        loss = slot_loss(words, labels) + patch_weight * patch_loss(patches, patch_batch(clips, model.grid))
+        feats = model.features(pixels)
+        words = model.head(torch.stack([model.connector(clip) for clip in feats]))
+        loss = slot_loss(words, labels)
+        if frame_weight > 0:
+            targets = [frame_targets(st, IMAGE_SIZE, model.grid) for c in clips for st in c.states]
+            frames = feats.flatten(0, 1)
+            loss = loss + frame_weight * frame_loss(*model.frame_outputs(frames, _weights(targets)), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -215,15 +370,13 @@ def pretrain_vision(
             point = {
                 "step": step,
                 "clips": step * batch_size,
-                "loss": float(loss),
+                "loss": loss.item(),
                 "minutes": (time.perf_counter() - start) / 60,
                 "accuracy": acc,
             }
             curve.append(point)
             log(
-                f"vision step {step}/{steps} loss {float(loss):.3f} {point['minutes']:.1f} min | "
+                f"vision step {step}/{steps} loss {point['loss']:.3f} {point['minutes']:.1f} min | "
                 + " ".join(f"{k} {v:.0f}" for k, v in acc.items())
             )
-            if on_eval is not None:
-                on_eval(model, curve)
     return model, curve
