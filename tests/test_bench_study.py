@@ -14,7 +14,17 @@ import pytest
 from safetensors.torch import load_file
 
 from videollm.bench import study_report
-from videollm.bench.study import StudyError, grid, load_study, main
+from videollm.bench.study import (
+    StudyError,
+    connector_tokens,
+    grid,
+    image_frames,
+    image_init,
+    load_study,
+    main,
+    patch_grid,
+    tower_state,
+)
 from videollm.cli import main as cli_main
 
 CONFIG = Path(__file__).resolve().parents[1] / "train" / "recipes" / "study.yaml"
@@ -54,16 +64,20 @@ def test_shipped_grid_covers_the_issue():
         "mamba",
     }
     assert [c.frames for c in cells if c.sweep == "baseline"] == [1]
-    # the two budgets of each connector really are two token counts
-    from videollm.model.connectors import num_tokens
-
+    # the models see through the starter's pretrained tower: 8×8 patches per 64-px frame
+    assert cfg.tower == "starter" and patch_grid(cfg) == (8, 8)
+    # the two budgets of each connector really are two token counts, hi above lo
     for f in families:
-        counts = {
-            num_tokens(c.connector_config, c.frames, 4, 4)
+        hi, lo = (
+            connector_tokens(cfg, c)
+            for v in ("hi", "lo")
             for c in sweep
-            if c.connector == f and c.variant in ("hi", "lo")
-        }
-        assert len(counts) == 2, f
+            if (c.connector, c.variant) == (f, v)
+        )
+        assert hi > lo, f
+    tokens = {c.name: connector_tokens(cfg, c) for c in cells}
+    assert tokens["image__single_frame__baseline"] == 64  # the image model's `frames` connector, one frame
+    assert tokens["lora__pool3d__hi"] == tokens["lora__pool3d__fewframes"] == 128  # the equal-budget trade
     full = load_study(CONFIG, "full")
     assert (
         full.video_stage["max_steps"] > cfg.video_stage["max_steps"] and [c.name for c in grid(full)] == names
@@ -72,7 +86,7 @@ def test_shipped_grid_covers_the_issue():
 
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "study.yaml"
-    text = CONFIG.read_text().replace("type: token_merge, budget: 8", "type: token_merge, budget: 0")
+    text = CONFIG.read_text().replace("type: token_merge, budget: 32", "type: token_merge, budget: 0")
     bad.write_text(text)
     with pytest.raises(StudyError, match=r"connectors\.token_merge\.lo: connector\.budget=0"):
         load_study(bad)
@@ -83,6 +97,44 @@ def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(StudyError, match="unknown field 'eval_stage'"):
         load_study(CONFIG, "small", ["eval_stage.limit=3"])
     assert main(["--config", str(CONFIG), "--cells", "nothing_matches", "--out", str(tmp_path / "w")]) == 2
+
+
+def test_image_frames_and_tower_errors(tmp_path):
+    assert image_frames(16, None) == [8]  # the world's own image: the middle frame
+    assert image_frames(16, 2) == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert image_frames(16, 3) == [2, 5, 8, 11, 14]  # always through the middle frame
+    assert image_frames(16, 1) == list(range(16))
+
+    with pytest.raises(StudyError, match=r"tower: '/nope.pt' is neither 'starter'"):
+        load_study(CONFIG, "small", ["tower=/nope.pt"])
+    with pytest.raises(StudyError, match=r"model\.tiny\.vision_config: the tower's architecture comes from"):
+        load_study(CONFIG, "small", ["model.tiny.vision_config.hidden_size=64"])
+    with pytest.raises(StudyError, match="image_frame_stride must be >= 1"):
+        load_study(CONFIG, "small", ["image_frame_stride=0"])
+
+    import torch
+    from safetensors.torch import save_file
+
+    # a VisionPretrainer-style file (vision_tower.*) and a videollm one (model.vision_tower.*) both load
+    weight = torch.zeros(128, 3, 8, 8)
+    torch.save(
+        {"vision_tower.embeddings.patch_embedding.weight": weight, "head.weight": weight}, tmp_path / "t.pt"
+    )
+    assert set(tower_state(tmp_path / "t.pt")) == {"embeddings.patch_embedding.weight"}
+    save_file({"model.connector.x": torch.zeros(1)}, tmp_path / "none.safetensors")
+    with pytest.raises(StudyError, match="holds no vision-tower weights"):
+        tower_state(tmp_path / "none.safetensors")
+    # a tower of another architecture (an older starter's hidden size) is refused, naming the fix
+    save_file(
+        {"model.vision_tower.embeddings.patch_embedding.weight": torch.zeros(64, 3, 8, 8)},
+        tmp_path / "old.safetensors",
+    )
+    cfg = load_study(CONFIG, "small", [f"tower={tmp_path / 'old.safetensors'}"])
+    with pytest.raises(
+        StudyError, match=r"does not fit the starter's tower architecture.*\(64, 3, 8, 8\) in the file"
+    ):
+        image_init(cfg, tmp_path / "init", print)
+    assert not (tmp_path / "init").exists()
 
 
 def _cell(
@@ -141,7 +193,7 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
     record = json.loads(done.read_text())
     assert record["strategy_fields"]["strategy"] == "lora" and record["train_steps"] == 2
     assert record["model_dir"].endswith("merged") and (Path(record["model_dir"]) / "config.json").is_file()
-    assert record["visual_tokens"] == 8 * 2 * 2 + 1  # spatial_pool stride 2 on a 4×4 grid, + the newline
+    assert record["visual_tokens"] == 8 * 4 * 4 + 1  # spatial_pool stride 2 on the 8×8 grid, + the newline
     assert 0 < record["trainable_params"] < record["total_params"]
     assert record["train_time_s"] > 0 and record["peak_memory_mb"] is not None
     for task in ("qa", "mc"):
@@ -150,6 +202,19 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
     assert record["cider"] is not None and record["serving"] == {
         "skipped": "serving.enabled is false in the study config"
     }
+    # the image stage started from the starter's shipped tower, on several frames of each training clip
+    from videollm.starter.model import ASSETS, PARTS_FILE
+
+    (init,) = (work / "image_init").iterdir()
+    parts, start = load_file(ASSETS / PARTS_FILE), load_file(init / "model.safetensors")
+    tower = [k for k in parts if k.startswith("model.vision_tower.")]
+    assert tower and all((parts[k] == start[k]).all() for k in tower)
+    images = {r["image"] for r in json.loads((work / "world" / "train" / "study_image.json").read_text())}
+    assert (
+        "frames/synth_s0_train_00000_t008.png" in images
+        and "study_frames/synth_s0_train_00000_t000.png" in images
+    )
+    assert (work / "world" / "train" / "study_frames" / "synth_s0_train_00003_t014.png").is_file()
     # the cell started from the image-stage model: every non-connector weight carried over unchanged
     (image_model,) = (work / "image_stage").iterdir()
     image = load_file(image_model / "model.safetensors")
@@ -176,7 +241,7 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
     assert set(study["cells"]) == {first, "image__single_frame__baseline"}
     baseline = study["cells"]["image__single_frame__baseline"]
     assert (
-        baseline["frames"] == 1 and baseline["trainable_params"] == 0 and baseline["visual_tokens"] == 4 + 1
+        baseline["frames"] == 1 and baseline["trainable_params"] == 0 and baseline["visual_tokens"] == 64 + 1
     )
     assert baseline["model_dir"] == str(image_model)
     assert 0 < study["chance"]["mc"]["temporal"] < 100 and len(study["planned"]) == 21
@@ -185,7 +250,7 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
         "temporal_connector_beats_baseline",
     }
     report = (results / "study.md").read_text()
-    assert "| lora__spatial_pool__hi | lora | spatial_pool/hi | 8 | 33 |" in report
+    assert "| lora__spatial_pool__hi | lora | spatial_pool/hi | 8 | 129 |" in report
     assert "Does the survey hold" in report
     for png in ("study_tokens.png", "study_strategies.png"):
         assert (results / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -227,20 +292,30 @@ def test_serving_output_is_parsed_or_skipped_never_raised():
 
 
 def test_serving_subprocess_failure_and_timeout_are_recorded(tmp_path):
-    """The real subprocess: a checkpoint that is not there, and a run past serving.timeout_s."""
+    """The real subprocess: a checkpoint that is not there, and a run past serving.timeout_s whose
+    whole process group (vLLM's engine processes included) is gone when the study moves on."""
+    import psutil
+
     from videollm.bench.study import serving_throughput
+    from videollm.data.synthetic import render_world
 
     pytest.importorskip("vllm")
     cfg = load_study(CONFIG, "small", ["serving.cells=null", "serving.timeout_s=600"])
     log = tmp_path / "serving.log"
     out = serving_throughput(tmp_path / "missing", tmp_path / "no_world", 8, cfg, "c", log_file=log)
     assert set(out) == {"skipped"} and out["skipped"].startswith("the vLLM engine failed (exit 1): ")
-    assert "no_world" in log.read_text()  # the whole output is kept next to the cell
-    cfg = load_study(CONFIG, "small", ["serving.cells=null", "serving.timeout_s=0.5"])
-    out = serving_throughput(tmp_path / "missing", tmp_path / "no_world", 8, cfg, "c")
-    assert out == {"skipped": "the vLLM engine did not finish within serving.timeout_s=0.5 s"}
-    cfg = load_study(CONFIG, "small")  # the small budget measures serving on some cells only
-    assert (
-        "not measured in the small budget"
-        in serving_throughput(tmp_path, tmp_path, 8, cfg, "lora__x__lo")["skipped"]
-    )
+    assert "no_world is not a folder" in out["skipped"] and "no_world" in log.read_text()
+
+    world = tmp_path / "world"
+    render_world(world, num_videos=0, num_test_videos=1)
+    cfg = load_study(CONFIG, "small", ["serving.cells=null", "serving.timeout_s=1"])
+    model = tmp_path / "model_that_is_not_there"
+    out = serving_throughput(model, world / "test", 8, cfg, "c")  # importing vLLM alone takes longer
+    assert out == {"skipped": "the vLLM engine did not finish within serving.timeout_s=1 s"}
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(model) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
+
+    cfg = load_study(CONFIG, "small", ["serving.cells=__hi$"])  # serving measured on some cells only
+    assert serving_throughput(tmp_path, tmp_path, 8, cfg, "lora__x__lo") == {
+        "skipped": "not measured in the small budget (serving.cells: '__hi$')"
+    }

@@ -4,8 +4,12 @@
 [--results DIR] [--cells REGEX] [--resume] [key=value ...]`
 
 1. the world: `videollm data synth`'s clips (`render_world`), rendered once into OUT/world;
-2. the image stage: one tiny image-LLM trained on the world's single frames (all weights, image
-   samples only) through `videollm.train`, cached in OUT/image_stage (keyed by its settings);
+2. the image stage: one tiny image-LLM trained on single frames of the world's training clips
+   (image samples only) through `videollm.train`, cached in OUT/image_stage (keyed by its
+   settings). As in the survey's setting it starts from a pretrained image encoder: with
+   `tower: starter` the starter's SigLIP tower (`videollm.starter.vision`, pretrained on dense
+   per-patch and per-object labels of rendered frames), loaded from the package's shipped parts
+   into OUT/image_init; an LM trained from scratch on LM loss alone never learns to see;
 3. per cell: the image model carried to video with the cell's connector (every image weight kept,
    the connector fresh), the video stage trained with the cell's strategy through
    `videollm.train.trainer.train` (LoRA runs merged with `videollm.train.export`), evaluated with
@@ -50,8 +54,16 @@ import yaml
 DEFAULT_CONFIG = Path("train/recipes/study.yaml")
 DEFAULT_OUT = Path("runs/study")
 DEFAULT_RESULTS = Path("benchmarks/results")
+STARTER_TOWER = "starter"  # `tower:` value naming the starter's shipped vision tower
+TOWER_PREFIXES = (
+    "model.vision_tower.",
+    "vision_tower.",
+)  # a videollm checkpoint / starter parts; VisionPretrainer
+TOWER_FIELDS = ("vision", "image_size", "patch_size", "vision_config")  # model.tiny fields the tower decides
 RESULT_FILE = "result.json"
 BASELINE = "baseline"
+TIMEOUT_REASON = "the vLLM engine did not finish within"
+SERVING_TIMEOUTS_TO_STOP = 2  # cells whose vLLM run timed out before the study stops measuring serving
 Log = Callable[[str], None]
 logger = logging.getLogger(__name__)
 
@@ -71,6 +83,8 @@ class StudyConfig:
     frames: int = 8
     world: dict = field(default_factory=dict)  # render_world arguments
     model: dict = field(default_factory=dict)  # ModelSpec fields of the image stage (tiny / vision + lm)
+    tower: str | None = None  # pretrained vision tower: "starter" or a state-dict file; None: model's own
+    image_frame_stride: int | None = None  # image-stage frames: the middle one and every k-th around it
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
     eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
@@ -161,6 +175,29 @@ def check_study(cfg: StudyConfig) -> None:
         problems.append(f"strategy_sweep: connectors.{family}.{variant} is not defined")
     if not cfg.model:
         problems.append("model: give the image stage's model (tiny: {...}, or vision + lm)")
+    if cfg.tower is not None:
+        if not isinstance(cfg.model.get("tiny"), dict) or set(cfg.model) - {"tiny", "connector", "config"}:
+            problems.append(
+                f"tower: {cfg.tower!r} builds the tiny image-LLM around a pretrained tower: give model.tiny "
+                "(lm, text_config, ...), not model.base / model.vision + model.lm"
+            )
+        else:
+            clash = [k for k in TOWER_FIELDS if k in cfg.model["tiny"]]
+            if clash:
+                problems.append(
+                    f"model.tiny.{clash[0]}: the tower's architecture comes from `tower: {cfg.tower}` (the "
+                    f"starter's VISION_CONFIG); remove model.tiny's {', '.join(clash)}, or set tower: null"
+                )
+        if cfg.tower != STARTER_TOWER and not Path(cfg.tower).is_file():
+            problems.append(
+                f"tower: {cfg.tower!r} is neither 'starter' (the package's shipped tower) nor a file; give a "
+                "state-dict file (.safetensors or .pt) with vision_tower.* or model.vision_tower.* keys"
+            )
+    if cfg.image_frame_stride is not None and cfg.image_frame_stride < 1:
+        problems.append(
+            f"image_frame_stride must be >= 1 (1: every frame) or null (the middle frame only), "
+            f"got {cfg.image_frame_stride}"
+        )
     if problems:
         raise StudyError(f"{where}: " + "; ".join(problems))
 
@@ -205,6 +242,39 @@ def grid(cfg: StudyConfig) -> list[Cell]:
     return list(cells.values())
 
 
+def patch_grid(cfg: StudyConfig) -> tuple[int, int] | None:
+    """The tower's patch grid per frame (None for a model that must be loaded to know it)."""
+    if cfg.tower is not None:
+        from videollm.starter.vision import VISION_CONFIG
+
+        side = VISION_CONFIG["image_size"] // VISION_CONFIG["patch_size"]
+        return side, side
+    tiny = cfg.model.get("tiny")
+    if tiny is None:
+        return None
+    side = int(tiny.get("image_size", 32)) // int(
+        tiny.get("patch_size", 8)
+    )  # `videollm.model.tiny`'s defaults
+    return side, side
+
+
+def connector_tokens(cfg: StudyConfig, cell: Cell) -> int | None:
+    """Visual tokens of a cell's connector per video, newline not counted (the baseline: the image
+    model's own connector on one frame); what a finished cell records as `visual_tokens`, less the newline."""
+    from videollm.model.builders import connector_dict
+    from videollm.model.connectors import num_tokens
+
+    grid_hw = patch_grid(cfg)
+    if grid_hw is None:
+        return None
+    connector = cell.connector_config
+    if cell.sweep == BASELINE:
+        connector = connector_dict(
+            cfg.model.get("connector") or (cfg.model.get("tiny") or {}).get("connector", "spatial_pool")
+        )
+    return num_tokens(connector, cell.frames, *grid_hw)
+
+
 # ----- world and image stage ----------------------------------------------------------------------
 
 
@@ -216,12 +286,73 @@ def _split_records(source: Path, modality: str) -> list[dict]:
     return [r for r in json.loads(source.read_text(encoding="utf-8")) if modality in r]
 
 
+def image_frames(num_frames: int, stride: int | None) -> list[int]:
+    """Frame indices the image stage trains on: the middle one (the world's own image samples) and
+    every `stride`-th frame around it (None: the middle one only)."""
+    middle = num_frames // 2
+    if stride is None:
+        return [middle]
+    return list(range(middle % stride, num_frames, stride))
+
+
+def extra_image_samples(world: Path, cfg: StudyConfig) -> list[dict]:
+    """Image samples (questions and captions, in the world's own LLaVA format) of the training clips'
+    frames other than the middle one, their PNGs written under `world/train/study_frames`.
+
+    The world ships one image per clip; the image stage learns from many more distinct images at
+    no rendering cost worth the name (the frames are drawn again from the clips' seeds)."""
+    import dataclasses as dc
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from videollm.data.captions import image_captions
+    from videollm.data.formats import write_llava
+    from videollm.data.questions import image_questions
+    from videollm.data.synthetic import load_world, make_item
+
+    manifest = load_world(world)
+    train = world / "train"
+    split = manifest.splits["train"]
+    frames = [t for t in image_frames(manifest.frames, cfg.image_frame_stride) if t != manifest.frames // 2]
+    if not frames:
+        return []
+    items = []
+    for index in range(split.num_videos):
+        item, pixels = make_item(
+            manifest.seed, "train", index, manifest.frames, manifest.size, manifest.fps, manifest.counter
+        )
+        for t in frames:
+            image = f"study_frames/{item.video_id}_t{t:03d}.png"
+            (train / image).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[t]).save(train / image, format="PNG")
+            rng = np.random.default_rng([manifest.seed, index, t])
+            items.append(
+                dc.replace(
+                    item,
+                    video_id=f"{item.video_id}_t{t:03d}",
+                    image=image,
+                    image_frame=t,
+                    questions=[],
+                    captions=[],
+                    image_questions=image_questions(item.states[t], rng),
+                    image_captions=image_captions(item.states[t]),
+                )
+            )
+    with tempfile.TemporaryDirectory() as tmp:
+        write_llava(Path(tmp), items)
+        return [
+            r for name in ("instruct.json", "align.json") for r in _split_records(Path(tmp) / name, "image")
+        ]
+
+
 def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     """The rendered world in `work/world` (rendered once per settings) with the stage data files."""
     from videollm.data.synthetic import render_world
 
     root = work / "world"
-    key = _fingerprint(cfg.world)
+    key = _fingerprint({"world": cfg.world, "image_frame_stride": cfg.image_frame_stride})
     stamp = root / "study_world.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()).get("key") == key):
         log(f"rendering the synthetic world {cfg.world} → {root}")
@@ -233,6 +364,12 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
             records = [
                 r for name in ("instruct.json", "align.json") for r in _split_records(train / name, modality)
             ]
+            if modality == "image":
+                records += extra_image_samples(root, cfg)
+                log(
+                    f"image stage data: {len(records)} samples of frames "
+                    f"{image_frames(int(cfg.world.get('frames', 16)), cfg.image_frame_stride)} of each training clip"
+                )
             (train / f"study_{modality}.json").write_text(json.dumps(records), encoding="utf-8")
         stamp.write_text(json.dumps({"key": key, "world": cfg.world}))
     return root
@@ -257,18 +394,113 @@ def _recipe(tree: dict, source: str) -> Any:
     return recipe
 
 
+def tower_file(tower: str) -> Path:
+    """The state-dict file a `tower:` setting names: the starter's shipped parts, or the file itself."""
+    if tower == STARTER_TOWER:
+        from videollm.starter.model import ASSETS, PARTS_FILE
+
+        return ASSETS / PARTS_FILE
+    return Path(tower)
+
+
+def tower_state(path: Path) -> dict:
+    """The vision tower's weights in a state-dict file, by the tower's own parameter names.
+
+    Keys `model.vision_tower.*` (a videollm checkpoint, the starter's shipped parts) or
+    `vision_tower.*` (the starter's `VisionPretrainer`, e.g. runs/starter/tower.pt)."""
+    import torch
+
+    if not path.is_file():
+        raise StudyError(f"tower: {path} not found (the starter's parts ship in videollm/starter/assets)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for prefix in TOWER_PREFIXES:
+        found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if found:
+            return found
+    raise StudyError(
+        f"tower: {path} holds no vision-tower weights (keys {' or '.join(p + '*' for p in TOWER_PREFIXES)})"
+    )
+
+
+def image_init(cfg: StudyConfig, out: Path, log: Log) -> Path:
+    """The image-LLM before its image stage: the tiny LM joined to the pretrained tower `cfg.tower`
+    (the starter's SigLIP architecture, `videollm.starter.vision.VISION_CONFIG`), saved in `out`."""
+    from videollm.model.builders import tiny
+    from videollm.starter.vision import VISION_CONFIG
+
+    if (out / "config.json").is_file():
+        return out
+    path = tower_file(cfg.tower)
+    state = tower_state(path)
+    options = {
+        "seed": cfg.seed,
+        **cfg.model["tiny"],
+        "vision": VISION_CONFIG["model_type"].removesuffix("_vision_model"),
+        "image_size": VISION_CONFIG["image_size"],
+        "patch_size": VISION_CONFIG["patch_size"],
+        "vision_config": dict(VISION_CONFIG),
+        **cfg.model.get("config", {}),
+    }
+    if cfg.model.get("connector") is not None:
+        options["connector"] = cfg.model["connector"]
+    model, processor = tiny(**options)
+    tower = model.model.vision_tower
+    own = tower.state_dict()
+    wrong = [
+        f"{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in VISION_CONFIG's tower"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if wrong or missing or unexpected:
+        problem = wrong[:2] or [f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"]
+        raise StudyError(
+            f"tower: {path} does not fit the starter's tower architecture (videollm.starter.vision.VISION_CONFIG): "
+            f"{'; '.join(problem)}. The shipped parts come from an older starter: retrain it "
+            "(python -m videollm.starter.train train/recipes/starter.yaml), or point `tower:` at a matching file "
+            "(e.g. runs/starter/tower.pt)"
+        )
+    tower.load_state_dict(state)
+    log(
+        f"image stage: tiny LM + the pretrained tower of {path} ({sum(v.numel() for v in state.values()):,} weights)"
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out)
+    return out
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     """The image-stage model every cell starts from (trained once per settings, then cached)."""
     from videollm.train.trainer import RUN_FILE, train
 
-    key = _fingerprint({"model": cfg.model, "stage": cfg.image_stage, "world": cfg.world, "seed": cfg.seed})
+    tower = None if cfg.tower is None else {"source": cfg.tower, "sha256": _file_hash(tower_file(cfg.tower))}
+    settings = {"model": cfg.model, "stage": cfg.image_stage, "world": cfg.world, "seed": cfg.seed}
+    if tower is not None or cfg.image_frame_stride is not None:  # keys of older settings stay as they were
+        settings |= {"tower": tower, "image_frame_stride": cfg.image_frame_stride}
+    key = _fingerprint(settings)
     out = work / "image_stage" / key
     if (out / RUN_FILE).is_file():
         return out
+    model = copy.deepcopy(cfg.model)
+    if cfg.tower is not None:
+        model = {"base": str(image_init(cfg, work / "image_init" / key, log))}
     tree = {
         "name": "study_image_stage",
         "stage": "finetune",
-        "model": copy.deepcopy(cfg.model),
+        "model": model,
         "strategy": "full",
         "data": _data(world, "image"),
         "frames": {"sampler": "uniform", "num_frames": cfg.frames},
@@ -411,7 +643,7 @@ def serving_throughput(
             encoding="utf-8",
         )
     if returncode is None:
-        return {"skipped": f"the vLLM engine did not finish within serving.timeout_s={timeout:g} s"}
+        return {"skipped": f"{TIMEOUT_REASON} serving.timeout_s={timeout:g} s"}
     return parse_throughput(stdout, stderr, returncode)
 
 
@@ -574,8 +806,18 @@ def mc_chance(world: Path) -> dict[str, float]:
 # ----- one cell -----------------------------------------------------------------------------------
 
 
-def run_cell(cell: Cell, cfg: StudyConfig, work: Path, world: Path, image_model: Path, log: Log) -> dict:
-    """Train (unless the baseline), evaluate and measure one cell; writes and returns its result."""
+def run_cell(
+    cell: Cell,
+    cfg: StudyConfig,
+    work: Path,
+    world: Path,
+    image_model: Path,
+    log: Log,
+    serving_off: str | None = None,
+) -> dict:
+    """Train (unless the baseline), evaluate and measure one cell; writes and returns its result.
+
+    `serving_off`: the reason serving is not measured for this cell (the study gave up on vLLM)."""
     from videollm.model.config import VideoLLMConfig
     from videollm.model.tokens import video_num_tokens
     from videollm.train.trainer import RUN_FILE, train
@@ -644,10 +886,13 @@ def run_cell(cell: Cell, cfg: StudyConfig, work: Path, world: Path, image_model:
     config = VideoLLMConfig.from_pretrained(model_dir)
     log(f"[{cell.name}] evaluating {model_dir}")
     results = evaluate(model_dir, world, cell_dir / "eval", cell.frames, cfg, middle_s)
-    log(f"[{cell.name}] serving throughput")
-    serving = serving_throughput(
-        model_dir, world / "test", cell.frames, cfg, cell.name, log_file=cell_dir / "serving.log"
-    )
+    if serving_off is not None:
+        serving: dict = {"skipped": serving_off}
+    else:
+        log(f"[{cell.name}] serving throughput")
+        serving = serving_throughput(
+            model_dir, world / "test", cell.frames, cfg, cell.name, log_file=cell_dir / "serving.log"
+        )
     total = _count_parameters(model_dir)
     record = {
         "cell": cell.name,
@@ -755,13 +1000,20 @@ def run_study(
     world = prepare_world(cfg, work, log)
     image_model = image_stage(cfg, work, world, log)
     failed: list[str] = []
+    timed_out: list[str] = []  # cells whose vLLM run hit serving.timeout_s
     for k, cell in enumerate(todo, 1):
         if cell.name in done:
             log(f"[{k}/{len(todo)}] {cell.name}: done (result on disk), skipped")
             continue
         log(f"[{k}/{len(todo)}] {cell.name}")
+        serving_off = None
+        if len(timed_out) >= SERVING_TIMEOUTS_TO_STOP:  # a hung vLLM would cost timeout_s on every cell
+            serving_off = (
+                f"not measured: the vLLM engine timed out on {', '.join(timed_out)}, so the study stopped "
+                "measuring serving (delete this cell's result.json and rerun with --resume to measure it)"
+            )
         try:
-            record = run_cell(cell, cfg, work, world, image_model, log)
+            record = run_cell(cell, cfg, work, world, image_model, log, serving_off)
         except Exception as e:  # one broken cell must not cost the others; --resume retries it
             error = work / "cells" / cell.name / "error.txt"
             error.write_text(traceback.format_exc())
@@ -769,6 +1021,8 @@ def run_study(
             log(f"[{k}/{len(todo)}] {cell.name}: FAILED ({type(e).__name__}: {e}); traceback in {error}")
             continue
         log(f"[{k}/{len(todo)}] {cell.name}: {study_report.cell_line(record)}")
+        if str(record["serving"].get("skipped", "")).startswith(TIMEOUT_REASON):
+            timed_out.append(cell.name)
         if k < len(todo):  # the report so far: a long study shows its numbers as they come
             try:
                 study_report.write(_study(cfg, work, world, image_model), results_dir)
@@ -824,7 +1078,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_study(args.config, args.budget, args.overrides)
         if args.list:
             for cell in grid(cfg):
-                print(f"{cell.name:45} {cell.sweep:9} frames={cell.frames} {cell.connector_config}")
+                tokens = connector_tokens(cfg, cell)
+                print(
+                    f"{cell.name:45} {cell.sweep:9} frames={cell.frames} tokens={'?' if tokens is None else tokens} "
+                    f"{cell.connector_config}"
+                )
             return 0
         if args.cells is not None:
             re.compile(args.cells)
@@ -852,15 +1110,20 @@ __all__ = [
     "StudyConfig",
     "StudyError",
     "carry_to_video",
+    "connector_tokens",
     "evaluate",
     "grid",
+    "image_frames",
+    "image_init",
     "image_stage",
     "load_study",
     "main",
     "mc_chance",
+    "patch_grid",
     "prepare_world",
     "run_cell",
     "run_study",
     "scores",
     "serving_throughput",
+    "tower_state",
 ]

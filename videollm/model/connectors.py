@@ -225,8 +225,9 @@ def pool2d(x: Tensor, mode: str, stride: int) -> Tensor:
     return y.permute(0, 2, 3, 1)
 
 
-def _sinusoid(positions: Tensor, dim: int) -> Tensor:
-    """Transformer sinusoids of arbitrary (float) positions: L → L×dim."""
+def sinusoid(positions: Tensor, dim: int) -> Tensor:
+    """Transformer sinusoids of arbitrary (float) positions: L → L×dim (also the starter's initial
+    learned temporal table)."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / max(half, 1))
     angles = positions.float()[:, None] * freqs[None, :]
@@ -268,7 +269,7 @@ class TemporalEmbedding(nn.Module):
             positions = (
                 torch.arange(frames, device=x.device) if timestamps is None else timestamps.to(x.device)
             )
-            emb = self.gate * _sinusoid(positions, dim)
+            emb = self.gate * sinusoid(positions, dim)
         return x + emb[:, None, None, :].to(x.dtype)
 
 

@@ -119,6 +119,26 @@ def slot_words(states: list[FrameState]) -> list[str | None]:
     return words
 
 
+def slot_geometry(states: list[FrameState]) -> np.ndarray:
+    """(len(COLORS), 7): per colour slot, where and when its object is first and last seen — x, y at its first
+    and last visible frame (canvas sides), those frames' times (0..1) — and 1 when the slot has an object (else
+    all 0). An auxiliary target of the slot's tokens: it makes the connector find the object at both ends of
+    its life, from which direction, speed and events follow."""
+    out = np.zeros((len(COLORS), 7), np.float32)
+    last = max(1, len(states) - 1)
+    for t in tracks(states).values():
+        out[COLORS.index(t.colors[0])] = (
+            t.xs[0],
+            t.ys[0],
+            t.xs[-1],
+            t.ys[-1],
+            t.frames[0] / last,
+            t.frames[-1] / last,
+            1.0,
+        )
+    return out
+
+
 def slot_labels(states: list[FrameState]) -> np.ndarray:
     """`slot_words` as word indices (NUM_TOKENS,), IGNORE where a token has no label."""
     return np.array([IGNORE if w is None else WORDS.index(w) for w in slot_words(states)], np.int64)

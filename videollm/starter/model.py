@@ -1,8 +1,9 @@
 """The starter model's architecture and its assembly from the shipped parts.
 
 Architecture: the pretrained vision tower of `starter.vision` (SigLIP-type, 64 px frames, 8 px
-patches) + its resampler connector (one token per palette colour and one global, learned temporal
-embedding: 7 tokens + 1 newline per video, whatever the frame count) + a fresh 2-layer MLP
+patches) + its resampler connector (one token per described field — six per palette colour plus the
+counts at the start and the end — and a learned temporal embedding: 38 tokens + 1 newline per video,
+whatever the frame count) + a 2-layer MLP
 projector + SmolLM2-135M-Instruct, joined by `videollm.model.from_image_llm`'s (vision encoder,
 causal LM) form. The package ships only the trained parts: tower, connector, projector and newline
 (`assets/parts.safetensors`) and the LM's LoRA (`assets/lora/`, peft format); `starter_dir()`

@@ -299,16 +299,16 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     """The whole run; writes `parts/` (what the package ships), `vision.pt` and `report.json` to output_dir."""
     from videollm.starter.align import fit_projector
     from videollm.starter.model import build_starter, save_parts
-    from videollm.starter.vision import VisionPretrainer, pretrain_tower, pretrain_vision
+    from videollm.starter.vision import TOWER_PARTS, VisionPretrainer, pretrain_tower, pretrain_vision
 
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = recipe.world
-    report: dict[str, Any] = {"recipe": asdict(recipe), "stages": [], "curve": []}
     from videollm.starter.card import provenance  # the model card's machine record and command line
 
-    report |= provenance()
+    report: dict[str, Any] = {"recipe": asdict(recipe), "stages": [], "curve": []} | provenance()
+    earlier = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
     t0 = time.perf_counter()
     stages = {s.name: s for s in recipe.stages}
     vision = VisionPretrainer()
@@ -324,8 +324,15 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
             continue
         s, saved, started = stages[name], out / outfile, time.perf_counter()
         if recipe.reuse and saved.is_file():
-            vision.load_state_dict(torch.load(saved, weights_only=True))
+            state = torch.load(saved, weights_only=True)
+            if name == "tower":  # what the image stage trained; the connector keeps its own initialisation
+                state = {k: v for k, v in state.items() if k.startswith(TOWER_PARTS)}
+            vision.load_state_dict(state, strict=False)
             log(f"{name} stage: reusing {saved} (delete it, or set reuse=false, to train it again)")
+            # its curve and minutes come along from the run that trained it, marked as reused
+            report["stages"] += [
+                {**e, "reused": str(saved)} for e in earlier.get("stages", []) if e.get("name") == name
+            ]
             continue
         every = s.eval_every or s.steps
         if name == "tower":

@@ -28,19 +28,22 @@ from torch import nn
 
 from videollm.data.synthetic import video_rngs
 from videollm.data.world import SHAPES, SIZES, FrameState, make_scene, render_states, scene_states
-from videollm.model.connectors import ConnectorConfig, build_connector
+from videollm.model.connectors import ConnectorConfig, build_connector, sinusoid
 from videollm.model.frames import FrameTransform, preprocess_frames
 from videollm.starter.clips import (
     COLORS,
     FIELDS,
     IGNORE,
+    NUM_SLOT_TOKENS,
     NUM_TOKENS,
+    SLOT_FIELDS,
     WORDS,
     Clip,
     FrameTargets,
     codec_noise,
     frame_targets,
     make_clip,
+    slot_geometry,
     slot_labels,
 )
 
@@ -64,6 +67,12 @@ CONNECTOR: dict[str, Any] = {
     "temporal_embed": "learned",
     "max_frames": 32,
 }
+TEMPORAL_STRETCH = 4.0  # frame index → sinusoid position: neighbouring frames differ even at low frequencies
+TEMPORAL_SCALE = (
+    8.0  # the table's amplitude, about the tower features' scale (std ≈ 7), so time is not drowned
+)
+GEOMETRY_SCALE = 8.0  # slot geometry targets in patches (canvas sides × grid), so errors are O(1)
+TOWER_PARTS = ("vision_tower.", "patch_head.", "object_head.")  # what the image stage trains
 FRAME_TRANSFORM = FrameTransform(size=(IMAGE_SIZE, IMAGE_SIZE), mean=MEAN, std=STD)
 
 
@@ -109,8 +118,14 @@ class VisionPretrainer(nn.Module):
                 f"connector with num_queries={NUM_TOKENS} before the projector, got {cfg.to_dict()}"
             )
         self.connector = build_connector(cfg, dim, dim)
+        # The learned temporal table starts as sinusoids of the frame index (the model's own init is zero, so
+        # that a pretrained model is unchanged by switching it on): frame order is visible from the first step.
+        with torch.no_grad():
+            table = self.connector.temporal.embedding
+            table.copy_(TEMPORAL_SCALE * sinusoid(TEMPORAL_STRETCH * torch.arange(len(table)), dim))
         self.grid = vision_config["image_size"] // vision_config["patch_size"]
         self.head = nn.Linear(dim, len(WORDS))
+        self.geometry_head = nn.Linear(dim, 6)  # every slot token: `clips.slot_geometry` of its slot
         # Dense head on the tower's patch features: colour / shape / size of the object covering the patch
         # (+1, 0 = background) and that object's centre offset; object head on features pooled per object.
         self.patch_sizes = (len(COLORS) + 1, len(SHAPES) + 1, len(SIZES) + 1, 2)
@@ -168,6 +183,19 @@ def clip_batch(clips: list[Clip], rng: np.random.Generator | None) -> tuple[torc
     frames = [codec_noise(c.frames, rng) if rng is not None else c.frames for c in clips]
     pixels = torch.stack([preprocess_frames(f, FRAME_TRANSFORM) for f in frames])
     return pixels, torch.from_numpy(np.stack([slot_labels(c.states) for c in clips]))
+
+
+def geometry_loss(tokens: torch.Tensor, head: nn.Module, clips: list[Clip]) -> torch.Tensor:
+    """Regression of every slot token onto its slot's geometry (first/last position and time) where the slot
+    has an object: a rich, dense signal that teaches the queries to follow their object through time."""
+    target = torch.from_numpy(np.stack([slot_geometry(c.states) for c in clips]))  # (B, colours, 7)
+    slots = tokens[:, :NUM_SLOT_TOKENS].unflatten(1, (len(COLORS), len(SLOT_FIELDS)))
+    pred = head(slots)  # (B, colours, fields, 6)
+    present = target[..., 6] > 0
+    if not present.any():
+        return tokens.sum() * 0.0
+    goal = (GEOMETRY_SCALE * target[..., :6])[:, :, None].expand_as(pred)
+    return F.smooth_l1_loss(pred[present], goal[present])
 
 
 def slot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -272,11 +300,7 @@ def pretrain_tower(
     torch.manual_seed(seed)
     model = model if model is not None else VisionPretrainer()
     model.train()
-    params = [
-        p
-        for n, p in model.named_parameters()
-        if n.startswith(("vision_tower.", "patch_head.", "object_head."))
-    ]
+    params = [p for n, p in model.named_parameters() if n.startswith(TOWER_PARTS)]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = _cosine(opt, steps)
     rng = np.random.default_rng(seed)
@@ -325,22 +349,15 @@ def pretrain_vision(
     model: VisionPretrainer | None = None,
     tower_lr: float = 2e-4,
     frame_weight: float = 0.5,
+    geometry_weight: float = 1.0,
 ) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
     """The clip stage: connector + word head (and the tower, at `tower_lr`, kept on its frame targets) write
     the description of fresh clips of the world's train split; returns the model and its curve."""
     torch.manual_seed(seed)
     model = model if model is not None else VisionPretrainer()
     model.train()
-    tower = [
-        p
-        for n, p in model.named_parameters()
-        if n.startswith(("vision_tower.", "patch_head.", "object_head."))
-    ]
-    rest = [
-        p
-        for n, p in model.named_parameters()
-        if not n.startswith(("vision_tower.", "patch_head.", "object_head."))
-    ]
+    tower = [p for n, p in model.named_parameters() if n.startswith(TOWER_PARTS)]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(TOWER_PARTS)]
     opt = torch.optim.AdamW(
         [{"params": rest, "lr": lr}, {"params": tower, "lr": tower_lr}], weight_decay=0.01
     )
@@ -354,8 +371,10 @@ def pretrain_vision(
         clips = [next(stream) for _ in range(batch_size)]
         pixels, labels = clip_batch(clips, rng)
         feats = model.features(pixels)
-        words = model.head(torch.stack([model.connector(clip) for clip in feats]))
-        loss = slot_loss(words, labels)
+        tokens = torch.stack([model.connector(clip) for clip in feats])
+        loss = slot_loss(model.head(tokens), labels) + geometry_weight * geometry_loss(
+            tokens, model.geometry_head, clips
+        )
         if frame_weight > 0:
             targets = [frame_targets(st, IMAGE_SIZE, model.grid) for c in clips for st in c.states]
             frames = feats.flatten(0, 1)
