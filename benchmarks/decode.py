@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videollm.bench.provenance import run_record
 from videollm.video import FrameSampler, load_video
 from videollm.video.counter import draw_counter, read_counter
 from videollm.video.encode import write_video
@@ -128,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    run = run_record(None if argv is None else [__file__, *argv])  # machine, date, command, load
     path = ensure_video()
     num_frames = SECONDS * FPS
     rows = []
@@ -250,11 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     "codec": "h264 (libx264 veryfast)",
                 },
                 "repeats": args.repeats,
-                "machine": {
-                    "python": platform.python_version(),
-                    "processor": platform.processor(),
-                    "cpus": os.cpu_count(),
-                },
+                **run,
                 "versions": {"av": av.__version__, "decord": decord.__version__, "opencv": cv2.__version__},
                 "results": rows,
                 "targets": checks,

@@ -20,7 +20,6 @@ import base64
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videollm.bench.provenance import run_record
 from videollm.serve.launch import free_port, start_server, stop_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent
@@ -226,6 +226,7 @@ def main() -> int:
     )
     p.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = p.parse_args()
+    run = run_record()  # machine, date, command, load average at the start
     if args.quick:
         args.clients, args.requests, args.max_tokens = [1, 4], 4, 8
         args.vllm_args = "--dtype float32 --enforce-eager --max-model-len 2048"
@@ -239,7 +240,7 @@ def main() -> int:
     out: dict = {
         "model": {"path": str(model_dir), "lm": "quick" if args.quick else "SmolLM2-135M-sized", "frames": args.frames,
                   "max_tokens": args.max_tokens},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **run,
         "engines": {},
     }  # fmt: skip
     if args.hf_only:

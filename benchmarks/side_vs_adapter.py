@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -125,6 +123,9 @@ def main() -> int:
     if args.only:
         print(json.dumps(measure(args.only, args.steps, args.frames, args.batch, args.device)))
         return 0
+    from videollm.bench.provenance import run_record
+
+    run = run_record()  # machine, date, command, load average at the start
     results = {}
     for name in STRATEGIES:
         cmd = [sys.executable, __file__, "--only", name, *sys.argv[1:]]
@@ -155,8 +156,6 @@ def main() -> int:
             f"side vs {adapter}: {100 * s['activation_saving']:.0f} % less saved activation, "
             f"{100 * s['time_saving']:.0f} % less time per step ({100 * s['cpu_time_saving']:.0f} % CPU time)"
         )
-    import torch
-
     record = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     record[args.device.split(":")[0]] = {
         "setup": {
@@ -168,12 +167,7 @@ def main() -> int:
             "batch": args.batch,
             "steps": args.steps,
         },
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-            "torch": torch.__version__,
-        },
+        **run,
         "results": results,
         "side_savings": savings,
     }

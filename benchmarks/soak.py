@@ -26,6 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve as bench  # benchmarks/serve.py: model, videos, server start/stop
+from videollm.bench.provenance import run_record
 
 KEY = "sk-soak"
 
@@ -126,6 +127,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny model, 30 s")
     p.add_argument("--out", type=Path, default=bench.RESULTS / "soak.json")
     args = p.parse_args()
+    run = run_record()  # machine, date, command, load average at the start
     if args.quick:
         args.seconds = min(args.seconds, 30)
     bench.CACHE.mkdir(exist_ok=True)
@@ -135,7 +137,7 @@ def main() -> int:
     )
     video = bench.make_videos(1, frames=64, size=64 if args.quick else 224)[0]
     cases = mix(bench.data_url(video), video.read_bytes())
-    out = {"model": str(model), "engines": {}}
+    out = {"model": str(model), **run, "engines": {}}
     for engine in args.engines:
         extra = ["--api-key", KEY, "--max-frames", "64"]
         if engine == "vllm":

@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+from videollm.bench.provenance import run_record, version
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -131,6 +132,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration; the fastest is kept")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
+    run = run_record()  # machine, date, command, load average at the start
     world, base = prepare()
     rows = []
     for name in args.configs:
@@ -144,10 +146,6 @@ def main() -> int:
             f"({r['train_runtime_s']} s training, {r['wall_s_with_startup']} s with start-up)",
             flush=True,
         )
-    import deepspeed
-    import torch
-    import transformers
-
     result = {
         "recipe": {
             "model": "videollm.model.tiny() (CLIP 32-dim + Llama 64-dim, 2 layers each)",
@@ -156,17 +154,8 @@ def main() -> int:
             "batch_size_per_process": args.batch_size,
             "steps": args.steps,
         },
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-        },
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "deepspeed": deepspeed.__version__,
-        },
-        "date": time.strftime("%Y-%m-%d"),
+        **run,
+        "versions": {"deepspeed": version("deepspeed")},
         "results": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

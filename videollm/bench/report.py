@@ -7,10 +7,11 @@ starter's model card, and rewrites what lies between `<!-- results:begin -->` an
 `<!-- results:end -->` in README.md. The README's numbers are never typed by hand, so they cannot
 drift from the measurements: `--check` exits 1 when the section differs from what would be written.
 
-Each benchmark's command is rebuilt from the parameters its json records (the scripts do not store
-their command line); a missing file or field reads "not measured" instead of failing, so a partly
-finished study still renders. The output holds no timestamp of its own: the same inputs always give
-the same section.
+Each result names the command, machine, date and load average of its run from the run record that
+`videollm.bench.provenance.run_record` writes into it; a json from before that record (an older
+"machine" dict, no command) still renders: its command is rebuilt from the parameters it records.
+A missing file or field reads "not measured" instead of failing, so a partly finished study still
+renders. The output holds no timestamp of its own: the same inputs always give the same section.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ def verdict(met: bool | None) -> str:
     return {True: "met", False: "**missed**", None: NOT_MEASURED}[met]
 
 
+LIBRARIES = ("torch", "transformers", "vllm")  # versions a run record's machine names itself
+
+
 def machine(record: dict | None, versions: dict | None = None) -> str:
-    """The machine record of any benchmark (each names different fields) as one phrase."""
+    """A machine record as one phrase: the run record's, or an older benchmark's (each of those named
+    different fields); `versions`: more libraries, those the record already names left out."""
     m = record or {}
     parts = [m.get("platform"), m.get("processor") or None]
     cpus = m.get("cpus", m.get("cpu_count"))
@@ -73,18 +78,33 @@ def machine(record: dict | None, versions: dict | None = None) -> str:
         parts.append(f"device {m['device']}" + (f" ({m['gpu']})" if m.get("gpu") else ""))
     if m.get("python"):
         parts.append(f"Python {m['python']}")
-    if m.get("torch"):
-        parts.append(f"torch {m['torch']}")
-    parts += [f"{k} {v}" for k, v in (versions or {}).items()]
+    parts += [f"{k} {m[k]}" for k in LIBRARIES if m.get(k)]
+    parts += [f"{k} {v}" for k, v in (versions or {}).items() if not m.get(k)]
     text = ", ".join(str(p) for p in parts if p)
     return text or "not recorded"
 
 
-def provenance(command: str, where: str, date: Any, source: str) -> list[str]:
-    return [
-        f"Command: `{command}` · machine: {where} · date: {date or 'not recorded'} · data: `{source}`",
-        "",
+def provenance(
+    result: dict, command: str, source: str, versions: dict | None = None, date: Any = None
+) -> list[str]:
+    """The line under a heading: the command, machine, date and load at start that `result` records
+    (its run record); `command` (rebuilt from its parameters) and `date` for a result that has none."""
+    m = result.get("machine") if isinstance(result.get("machine"), dict) else None
+    recorded = result.get("command")
+    if isinstance(recorded, list) and recorded:  # an argv list (the starter's report records one)
+        recorded = shlex.join(str(a) for a in recorded)
+    where = machine(m, versions) + (
+        f", {m['torch_threads']} torch threads" if m and m.get("torch_threads") else ""
+    )
+    parts = [
+        f"Command: `{recorded if isinstance(recorded, str) and recorded else command}`",
+        f"machine: {where}",
+        f"date: {result.get('date') or date or 'not recorded'}",
     ]
+    load = result.get("load_average")
+    if isinstance(load, list) and load and all(isinstance(x, int | float) for x in load):
+        parts.append(f"load average at start (1/5/15 min): {' / '.join(f'{x:.2f}' for x in load)}")
+    return [" · ".join([*parts, f"data: `{source}`"]), ""]
 
 
 def _args(*pairs: tuple[str, Any]) -> str:
@@ -159,9 +179,7 @@ def study_section(study: dict, results: str) -> list[str]:
     cells = {k: v for k, v in (study.get("cells") or {}).items() if isinstance(v, dict)}
     planned = study.get("planned") or list(cells)
     chance = (study.get("chance") or {}).get("mc") or {}
-    lines = provenance(
-        study_command(study), machine(study.get("machine")), study.get("created"), f"{results}/study.json"
-    )
+    lines = provenance(study, study_command(study), f"{results}/study.json", date=study.get("created"))
     lines += [
         f"{len(cells)} of {len(planned)} cells measured ({study.get('budget', '?')} budget). Accuracy in % on "
         f"the synthetic world's held-out split: QA = synthetic_qa exact match, MC = synthetic_mc (chance: "
@@ -218,12 +236,7 @@ def decode_command(d: dict | None) -> str:
 
 def decode_section(d: dict, results: str) -> list[str]:
     v = d.get("video") or {}
-    lines = provenance(
-        decode_command(d),
-        machine(d.get("machine"), d.get("versions")),
-        d.get("date"),
-        f"{results}/decode.json",
-    )
+    lines = provenance(d, decode_command(d), f"{results}/decode.json", d.get("versions"))
     lines += [
         f"Uniform sampling from a {num(v.get('seconds'))} s {v.get('width', '?')}×{v.get('height', '?')} "
         f"{num(v.get('fps'))} fps {v.get('codec', '?')} video (GOP {v.get('gop', '?')}); best of "
@@ -286,7 +299,7 @@ def serve_command(d: dict | None) -> str:
 
 def serve_section(d: dict, results: str) -> list[str]:
     model = d.get("model") or {}
-    lines = provenance(serve_command(d), machine(d.get("machine")), d.get("date"), f"{results}/serve.json")
+    lines = provenance(d, serve_command(d), f"{results}/serve.json")
     lines += [
         f"Streaming chat requests with real mp4s of the synthetic world; model: LLaVA-OneVision-shaped, "
         f"{model.get('lm', '?')} LM (random weights: speed only), {model.get('frames', '?')} frames, "
@@ -343,7 +356,7 @@ def soak_command(d: dict | None) -> str:
 
 
 def soak_section(d: dict, results: str) -> list[str]:
-    lines = provenance(soak_command(d), machine(d.get("machine")), d.get("date"), f"{results}/soak.json")
+    lines = provenance(d, soak_command(d), f"{results}/soak.json")
     lines += [
         "Clients loop over good requests (plain, streaming, abandoned mid-stream) and bad ones (corrupt mp4, "
         "bad base64, text as mp4, wrong key, unknown model, malformed JSON, too many frames, a host not "
@@ -385,9 +398,7 @@ def train_command(d: dict | None) -> str:
 
 def train_section(d: dict, results: str) -> list[str]:
     recipe = d.get("recipe") or {}
-    lines = provenance(
-        train_command(d), machine(d.get("machine"), d.get("versions")), d.get("date"), f"{results}/train.json"
-    )
+    lines = provenance(d, train_command(d), f"{results}/train.json", d.get("versions"))
     lines += [
         f"`videollm train` as users run it: model {recipe.get('model', '?')}, strategy "
         f"`{recipe.get('strategy', '?')}`, {recipe.get('frames', '?')} frames, batch "
@@ -441,12 +452,7 @@ def side_section(d: dict, results: str) -> list[str]:
             continue
         setup = entry.get("setup") or {}
         vision, text = setup.get("vision") or {}, setup.get("text") or {}
-        lines += provenance(
-            side_command(device, entry),
-            machine(entry.get("machine")),
-            entry.get("date"),
-            f"{results}/side_vs_adapter.json",
-        )
+        lines += provenance(entry, side_command(device, entry), f"{results}/side_vs_adapter.json")
         lines += [
             f"One AdamW step (forward + backward) per strategy through the trainer's own strategy functions; "
             f"vision tower {vision.get('num_hidden_layers', '?')}×{vision.get('hidden_size', '?')} on "

@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 import shutil
 import signal
@@ -941,23 +940,9 @@ def finished(work: Path) -> dict[str, dict]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path) -> dict:
-    """The study record of every finished cell in `work`, with the findings checked on them."""
+def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path, run: dict) -> dict:
+    """The study record of every finished cell in `work`, with the findings checked on them;
+    `run`: the run record (machine, date, command, load average) taken when this run started."""
     from videollm.bench import study_report
 
     study = {
@@ -965,7 +950,7 @@ def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path) -> dict
         "config": cfg.source,
         "budget": cfg.budget,
         "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source"},
-        "machine": machine(),
+        **run,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "image_model": str(image_model),
         "chance": {"mc": mc_chance(world)},
@@ -986,6 +971,7 @@ def run_study(
 ) -> dict:
     """Run the grid (cells matching `cells`, a regex over cell names), then write the report."""
     from videollm.bench import study_report
+    from videollm.bench.provenance import run_record
 
     todo = [c for c in grid(cfg) if cells is None or re.search(cells, c.name)]
     if cells is not None and not todo:
@@ -997,6 +983,7 @@ def run_study(
             f"{work} already holds {len(done)} finished cell(s); pass --resume to keep them and run the rest, "
             "or choose another --out"
         )
+    run = run_record()  # before any work: the load the study found, not its own
     world = prepare_world(cfg, work, log)
     image_model = image_stage(cfg, work, world, log)
     failed: list[str] = []
@@ -1025,10 +1012,10 @@ def run_study(
             timed_out.append(cell.name)
         if k < len(todo):  # the report so far: a long study shows its numbers as they come
             try:
-                study_report.write(_study(cfg, work, world, image_model), results_dir)
+                study_report.write(_study(cfg, work, world, image_model, run), results_dir)
             except Exception as e:  # a report glitch must not stop the cells; the final write retries
                 log(f"interim report not written ({type(e).__name__}: {e})")
-    study = _study(cfg, work, world, image_model)
+    study = _study(cfg, work, world, image_model, run)
     study["failed"] = failed
     for path in study_report.write(study, results_dir):
         log(f"wrote {path}")

@@ -19,7 +19,6 @@ import difflib
 import inspect
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -48,30 +47,13 @@ class CardError(ValueError):
 # ----- provenance, recorded by the run ------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo); `platform.processor()` is empty on most Linux machines."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def provenance() -> dict[str, Any]:
-    """What the run records about itself for the card: the machine it ran on and its command line."""
-    import torch
+    """What the run records about itself for the card: the shared run record (machine, date, command
+    line, load average; `videollm.bench.provenance`), with the command line as the list of `sys.argv`
+    (paths inside the repository made relative) that `run_args` reads the recipe and overrides from."""
+    from videollm.bench.provenance import in_repo, run_record
 
-    from videollm.bench.study import machine
-    from videollm.inference.engine import package_versions
-
-    record = machine() | {
-        "processor": cpu_model(),
-        "torch_threads": torch.get_num_threads(),
-        "transformers": package_versions("transformers")["transformers"],
-    }
-    return {"machine": record, "command": list(sys.argv)}
+    return run_record() | {"command": in_repo(sys.argv)}
 
 
 # ----- architecture, from the code's configs ------------------------------------------------------
