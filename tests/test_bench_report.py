@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from videollm.bench import report
+from videollm.bench.provenance import run_record
 from videollm.bench.study import build_parser as study_parser
 from videollm.cli import main as cli_main
 
@@ -124,6 +125,43 @@ def test_the_commands_shown_are_accepted_by_their_scripts(repo: Path):
         source = (REPO / argv[1]).read_text()
         for flag in (a for a in argv[2:] if a.startswith("--")):
             assert f'"{flag}"' in source, f"{argv[1]} has no {flag}"
+
+
+def _line_under(text: str, heading: str) -> str:
+    lines = text.splitlines()
+    return lines[lines.index(heading) + 2]
+
+
+def test_the_run_record_is_shown_as_recorded(repo: Path):
+    """A result with `run_record`'s record shows its command, machine, date and load as recorded."""
+    out = repo / report.RESULTS
+    run = run_record([str(REPO / "benchmarks" / "soak.py"), "--quick", "--seconds", "5"])
+    engine = {"seconds": 5, "clients": 2, "by_status": {"200": 3}, "server_errors_5xx": 0}
+    (out / "soak.json").write_text(json.dumps({"model": "m", **run, "engines": {"transformers": engine}}))
+    train = {**run_record([str(REPO / "benchmarks" / "train.py"), "--steps", "3"]), "results": []}
+    m = train["machine"]
+    train["versions"] = {"torch": m["torch"], "deepspeed": "0.19.8"}  # torch named by both: shown once
+    (out / "train.json").write_text(json.dumps(train))
+    study_argv = [str(REPO / ".venv" / "bin" / "videollm"), "bench", "study", "--cells", "base", "--resume"]
+    study = {"budget": "small", **run_record(study_argv), "created": "2000-01-01T00:00:00Z", "cells": {}}
+    (out / "study.json").write_text(json.dumps(study))
+    text = report.render(repo)
+
+    soak = _line_under(text, "### Serving soak")
+    assert run["command"] == ".venv/bin/python benchmarks/soak.py --quick --seconds 5"
+    assert soak.startswith(f"Command: `{run['command']}` · machine: {m['platform']}, {m['processor']}, ")
+    expected = [f"{m['cpu_count']} CPUs", f"Python {m['python']}", f"torch {m['torch']}"]
+    expected += [f"transformers {m['transformers']}", f"{m['torch_threads']} torch threads"]
+    expected += [f"date: {run['date']}", "load average at start (1/5/15 min): "]
+    expected += [" / ".join(f"{x:.2f}" for x in run["load_average"]), "data: `benchmarks/results/soak.json`"]
+    expected += [f"vllm {m['vllm']}"] if m["vllm"] else []
+    assert all(part in soak for part in expected), (expected, soak)
+    training = _line_under(text, "### Training throughput")
+    assert training.startswith("Command: `.venv/bin/python benchmarks/train.py --steps 3` · ")
+    assert training.count(f"torch {m['torch']}") == 1 and "deepspeed 0.19.8" in training
+    first = _line_under(text, "### Transfer-strategy study")
+    assert first.startswith("Command: `videollm bench study --cells base --resume` · ")
+    assert f"date: {study['date']}" in first  # when the run started, not when the file was written
 
 
 def test_missed_targets_show_as_missed(repo: Path):

@@ -8,12 +8,14 @@ report with matplotlib; then a resumed run that adds the baseline without redoin
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from videollm.bench import study_report
+from videollm.bench.provenance import command_args
 from videollm.bench.study import (
     StudyError,
     connector_tokens,
@@ -239,6 +241,9 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
 
     study = json.loads((results / "study.json").read_text())
     assert set(study["cells"]) == {first, "image__single_frame__baseline"}
+    # the run record of the invocation that wrote it (in-process here: this process's command line)
+    assert study["command"] == shlex.join(command_args()) and len(study["load_average"]) == 3
+    assert study["machine"]["cpu_count"] >= 1 and study["machine"]["torch_threads"] >= 1 and study["date"]
     baseline = study["cells"]["image__single_frame__baseline"]
     assert (
         baseline["frames"] == 1 and baseline["trainable_params"] == 0 and baseline["visual_tokens"] == 64 + 1

@@ -338,11 +338,24 @@ def test_run_parts_must_match_the_built_architecture(tmp_path, arch):
         card.check_parts(parts, arch)
 
 
-def test_run_records_its_machine():
+def test_run_records_its_machine(monkeypatch):
+    """The shared run record (`videollm.bench.provenance`), with the command as the argv list the card
+    reads the recipe and overrides back from."""
+    train = str(card.REPO / "videollm" / "starter" / "train.py")
+    monkeypatch.setattr("sys.argv", [train, "train/recipes/starter.yaml", "stages.3.steps=30"])
     record = card.provenance()
+    assert set(record) == {"machine", "date", "command", "load_average"}
     assert record["machine"]["cpu_count"] >= 1 and record["machine"]["torch_threads"] >= 1
-    assert record["machine"]["transformers"] and record["machine"]["processor"]
-    assert isinstance(record["command"], list)
+    assert (
+        record["machine"]["transformers"] and record["machine"]["processor"] and "vllm" in record["machine"]
+    )
+    assert record["command"] == [
+        "videollm/starter/train.py",
+        "train/recipes/starter.yaml",
+        "stages.3.steps=30",
+    ]
+    assert card.run_args(record["command"]) == ("train/recipes/starter.yaml", ["stages.3.steps=30"])
+    assert record["date"].endswith("+00:00") and len(record["load_average"]) == 3
 
 
 @pytest.mark.skipif(

@@ -134,8 +134,8 @@ def command_args(
     if not argv or not argv[0]:  # an interactive interpreter
         return in_repo(orig, root)
     python = in_repo([executable or sys.executable], root)[0]
-    if argv[0] == "-c":
-        return [python, "-c", *argv[1:]]
+    if argv[0] in ("-c", "-"):  # code given inline or on stdin: not in argv, nothing to rerun by
+        return [python, argv[0], *argv[1:]]
     module = _module(orig) if argv[0] not in orig else None  # `-m`: argv[0] is the module's file
     if module:
         return [python, "-m", module, *in_repo(argv[1:], root)]
