@@ -189,7 +189,7 @@ def test_card_met_tables_and_reproduce(arch):
     assert [r[0] for r in stages] == ["`tower`", "`vision`", "`align`", "`finetune`"]
     assert stages[0][2:] == ["20", "128", "0.002", "2,560 frames", "3.2"]
     assert stages[2][5] == "256 clips (9,728 tokens)" and stages[3][5:] == ["240 clips", "12.0"]
-    assert "Minutes: 21.5 in the stages of this run; the whole run 24.5" in text
+    assert "Minutes: 21.5 in the stages; this invocation as a whole 24.5" in text
     assert (
         "AMD EPYC 7B13, 2 CPUs, device cpu, Python 3.11.9, torch 2.13.0+cpu, transformers 5.19.0, 2 torch threads"
         in text
@@ -266,7 +266,7 @@ def test_partial_report_says_what_is_missing(arch):
     assert "total minutes" in missing and "training machine: not recorded" in missing
     stages = {r[0]: r for r in _table_rows(text, "| stage | trains |")}
     assert stages["`tower`"][5:] == ["—", "— (reused)"] and stages["`finetune`"][6] == "— (not reached)"
-    assert "Minutes: 1.8 in the stages of this run; the whole run had not finished" in text
+    assert "Minutes: 1.8 in the stages; this invocation as a whole had not finished" in text
     assert "Training machine (recorded by the run): not recorded in the report." in text
     assert "Not in this report: not trained in this run" in text  # the tower / vision curves
     assert (

@@ -14,11 +14,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # Held-out check: a fresh world seed, decoded from real mp4 files through the same path as `videollm eval`.
 FRESH_SEED = 98765
-NUM_VIDEOS = 8
-# Chance is about a third for the static types (2-3 options) and lower for the temporal ones; the
-# bounds sit well above chance and below the targets (90 % static, 80 % temporal).
-STATIC_MIN = 60.0
-TEMPORAL_MIN = 50.0
+NUM_VIDEOS = 16  # ~80 questions: static and temporal each a few dozen
+# Chance is at most a third for the static types (2-3 options) and about a quarter for the temporal ones.
+# The bounds sit well above chance and below what the shipped model measured on its held-out split
+# (MODEL_CARD.md: static ≥ 90 %, temporal ≈ 50-55 %; the temporal target of 80 % is not met yet).
+STATIC_MIN = 80.0
+TEMPORAL_MIN = 40.0
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +90,8 @@ def test_answers_fresh_synthetic_videos(starter, tmp_path):
         preds = generate(model, processor, convs, [video] * len(convs), max_new_tokens=12)
         for q, p in zip(item.questions, preds, strict=True):
             hits[q.type].append(exact_match(p, q.answer))
-    n = sum(len(v) for v in hits.values())
     acc = {k: 100 * sum(v) / max(len(v), 1) for k, v in hits.items()}
-    assert n >= 30, n
+    assert len(hits["static"]) >= 30 and len(hits["temporal"]) >= 25, {k: len(v) for k, v in hits.items()}
     assert acc["static"] >= STATIC_MIN, acc
     assert acc["temporal"] >= TEMPORAL_MIN, acc
 

@@ -478,7 +478,7 @@ def _recipe_section(
 ) -> list[str]:
     recipe = report["recipe"]
     ran = {s.get("name"): s for s in report.get("stages", [])}
-    rows, total = [], 0.0
+    rows, total, reused = [], 0.0, 0.0
     for stage in recipe.get("stages", []):
         name = stage["name"]
         got = ran.get(name)
@@ -490,6 +490,9 @@ def _recipe_section(
             if name == "align" and isinstance(got.get("tokens"), int):
                 data += f" ({got['tokens']:,} tokens)"
             minutes = _minutes(got.get("minutes"))
+            if got.get("reused"):  # trained by an earlier invocation of the same recipe, then reused
+                minutes += " (earlier invocation, reused)"
+                reused += got.get("minutes") or 0.0
             total += got.get("minutes") or 0.0
         batch = DASH if name == "align" else str(stage.get("batch_size"))
         rows.append(
@@ -512,7 +515,13 @@ def _recipe_section(
         "",
         *table(["stage", "trains", "steps", "batch", "lr", "data seen", "minutes"], rows),
         "",
-        f"Minutes: {_minutes(total)} in the stages of this run; the whole run "
+        f"Minutes: {_minutes(total)} in the stages"
+        + (
+            f" ({_minutes(reused)} of them in an earlier invocation whose output this run reused)"
+            if reused
+            else ""
+        )
+        + "; this invocation as a whole "
         + (
             f"{_minutes(whole)} (also the model build, held-out evaluations and chat checks)."
             if isinstance(whole, int | float)
