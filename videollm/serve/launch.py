@@ -107,9 +107,12 @@ def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait(10)
     # The leader is gone; its children (vLLM's engine core) may still be exiting.
+    killed = False
     while _group_alive(proc.pid):
-        if time.monotonic() > deadline:
+        if not killed and time.monotonic() > deadline:
             _signal_group(proc.pid, signal.SIGKILL)
+            killed, deadline = True, time.monotonic() + 10  # SIGKILL is delivered asynchronously: wait for it
+        elif killed and time.monotonic() > deadline:
             break
         time.sleep(0.1)
 
