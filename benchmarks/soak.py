@@ -25,8 +25,9 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import serve as bench  # benchmarks/serve.py: model, videos, server start/stop
+import serve as bench  # benchmarks/serve.py: model, videos, server start
 from videollm.bench.provenance import run_record
+from videollm.serve.launch import stop_server
 
 KEY = "sk-soak"
 
@@ -146,7 +147,7 @@ def main() -> int:
         try:
             result = asyncio.run(soak(url, proc.pid, cases, args.seconds, args.clients))
         finally:
-            bench.stop(proc)
+            stop_server(proc)
         print(f"{engine}: {result['by_status']}  5xx={result['server_errors_5xx']}  "
               f"memory growth after warm-up ×{result['memory_growth_after_warmup']}", flush=True)  # fmt: skip
         out["engines"][engine] = result
