@@ -54,10 +54,9 @@ DEFAULT_CONFIG = Path("train/recipes/study.yaml")
 DEFAULT_OUT = Path("runs/study")
 DEFAULT_RESULTS = Path("benchmarks/results")
 STARTER_TOWER = "starter"  # `tower:` value naming the starter's shipped vision tower
-TOWER_PREFIXES = (
-    "model.vision_tower.",
-    "vision_tower.",
-)  # a videollm checkpoint / starter parts; VisionPretrainer
+# Where a state-dict file keeps the vision tower: a saved videollm / LLaVA-OneVision checkpoint, the in-memory
+# model's keys (the starter's shipped parts), the starter's VisionPretrainer (runs/starter/tower.pt).
+TOWER_PREFIXES = ("vision_tower.vision_model.", "model.vision_tower.", "vision_tower.")
 TOWER_FIELDS = ("vision", "image_size", "patch_size", "vision_config")  # model.tiny fields the tower decides
 RESULT_FILE = "result.json"
 BASELINE = "baseline"
@@ -405,8 +404,8 @@ def tower_file(tower: str) -> Path:
 def tower_state(path: Path) -> dict:
     """The vision tower's weights in a state-dict file, by the tower's own parameter names.
 
-    Keys `model.vision_tower.*` (a videollm checkpoint, the starter's shipped parts) or
-    `vision_tower.*` (the starter's `VisionPretrainer`, e.g. runs/starter/tower.pt)."""
+    Keys `vision_tower.vision_model.*` (a saved videollm checkpoint), `model.vision_tower.*` (the
+    starter's shipped parts) or `vision_tower.*` (its `VisionPretrainer`, e.g. runs/starter/tower.pt)."""
     import torch
 
     if not path.is_file():
