@@ -120,7 +120,12 @@ def test_image_frames_and_tower_errors(tmp_path):
     # a VisionPretrainer-style file (vision_tower.*) and a videollm one (model.vision_tower.*) both load
     weight = torch.zeros(128, 3, 8, 8)
     torch.save(
-        {"vision_tower.embeddings.patch_embedding.weight": weight, "head.weight": weight}, tmp_path / "t.pt"
+        {
+            "vision_tower.embeddings.patch_embedding.weight": weight,
+            "vision_tower.encoder.layers.0.st_adapter.up.weight": weight,  # the starter's video weights: left out
+            "head.weight": weight,
+        },
+        tmp_path / "t.pt",
     )
     assert set(tower_state(tmp_path / "t.pt")) == {"embeddings.patch_embedding.weight"}
     save_file({"model.connector.x": torch.zeros(1)}, tmp_path / "none.safetensors")

@@ -58,6 +58,22 @@ def test_tiny_builds_and_runs_every_combination(connector, vision, lm):
     _forward(model, processor)
 
 
+def test_tiny_takes_a_corpus_trained_tokenizer(tmp_path):
+    """Words of the corpus become single tokens; other text still round-trips byte by byte; the model is sized to it."""
+    corpus = ["What is the color of the triangle?", "The triangle is red.", "The circle is blue."] * 50
+    tokenizer = tiny_tokenizer(corpus=corpus, vocab_size=400)
+    assert tokenizer.tokenize("The triangle is red.") == ["The", "Ġtriangle", "Ġis", "Ġred", "."]
+    text = "Zebra-42 ünïcode"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    model, processor = tiny("frames", tokenizer=tokenizer)
+    assert model.config.text_config.vocab_size == len(tokenizer) > len(tiny_tokenizer())
+    _forward(model, processor)
+    processor.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tmp_path).tokenize("The triangle") == ["The", "Ġtriangle"]
+
+
 def test_tiny_is_seeded():
     a, _ = tiny("resampler", seed=5)
     b, _ = tiny("resampler", seed=5)
@@ -206,6 +222,20 @@ def test_from_image_llm_joins_a_vision_encoder_and_an_lm(sources, tower):
     _forward(model, processor)
 
 
+def test_from_image_llm_pair_with_temporal_adapters(sources):
+    """Adapters asked for in the overrides are new weights: the pair still loads, adapters start as identity."""
+    root, made = sources
+    adapter = {"type": "st_adapter", "kernel_size": [3, 3, 3], "layers": [0, 1]}
+    model, processor = from_image_llm(
+        (root / "siglip", root / "siglip_lm"), connector="frames", adapter=adapter
+    )
+    ups = [m.up.weight for m in model.modules() if type(m).__name__ == "STAdapter"]
+    assert len(ups) == 2 and all(float(w.abs().sum()) == 0.0 for w in ups)
+    tower_state = {k: v for k, v in made["siglip"].state_dict().items() if not k.startswith("head.")}
+    _same_weights(tower_state, model.state_dict(), lambda k: f"model.vision_tower.{k}")
+    _forward(model, processor)
+
+
 def test_from_image_llm_refuses_other_checkpoints(sources):
     root, _ = sources
     with pytest.raises(ValueError, match=r"'llama' checkpoint.*\(vision encoder, causal LM\) pair"):
@@ -218,7 +248,9 @@ def test_model_build_command_writes_a_loadable_checkpoint(sources, tmp_path, cap
 
     root, made = sources
     out = tmp_path / "video"
-    assert main(["build", str(root / "llava"), "--connector", "pool3d", "--frames", "4", "--out", str(out)]) == 0
+    assert (
+        main(["build", str(root / "llava"), "--connector", "pool3d", "--frames", "4", "--out", str(out)]) == 0
+    )
     assert "pool3d connector" in capsys.readouterr().out
     model = VideoLLMForConditionalGeneration.from_pretrained(out)
     assert model.config.num_frames == 4 and model.config.connector["type"] == "pool3d"

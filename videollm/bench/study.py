@@ -408,6 +408,8 @@ def tower_state(path: Path) -> dict:
     starter's shipped parts) or `vision_tower.*` (its `VisionPretrainer`, e.g. runs/starter/tower.pt)."""
     import torch
 
+    from videollm.model.adapters import ADAPTER_ATTRIBUTES
+
     if not path.is_file():
         raise StudyError(f"tower: {path} not found (the starter's parts ship in videollm/starter/assets)")
     if path.suffix == ".safetensors":
@@ -419,13 +421,31 @@ def tower_state(path: Path) -> dict:
     for prefix in TOWER_PREFIXES:
         found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if found:
-            return found
+            # the image encoder only: temporal adapters trained with it (the starter's) are video weights,
+            # and each strategy brings its own
+            return {
+                k: v for k, v in found.items() if not any(f".{a}." in k for a in ADAPTER_ATTRIBUTES.values())
+            }
     raise StudyError(
         f"tower: {path} holds no vision-tower weights (keys {' or '.join(p + '*' for p in TOWER_PREFIXES)})"
     )
 
 
-def image_init(cfg: StudyConfig, out: Path, log: Log) -> Path:
+def world_tokenizer(world: Path, vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on the world's training text (its questions, answers and captions):
+    one token per word of the world, so the tiny LM can tie a question's words to what it sees."""
+    from videollm.model.tokenizer import tiny_tokenizer
+
+    records = json.loads((world / "train" / "instruct.json").read_text(encoding="utf-8"))
+    texts = [
+        turn["value"].replace("<image>", "").replace("<video>", "")
+        for r in records
+        for turn in r["conversations"]
+    ]
+    return tiny_tokenizer(corpus=texts, vocab_size=vocab_size)
+
+
+def image_init(cfg: StudyConfig, out: Path, log: Log, world: Path | None = None) -> Path:
     """The image-LLM before its image stage: the tiny LM joined to the pretrained tower `cfg.tower`
     (the starter's SigLIP architecture, `videollm.starter.vision.VISION_CONFIG`), saved in `out`."""
     from videollm.model.builders import tiny
@@ -435,9 +455,20 @@ def image_init(cfg: StudyConfig, out: Path, log: Log) -> Path:
         return out
     path = tower_file(cfg.tower)
     state = tower_state(path)
+    tiny_options = dict(cfg.model["tiny"])
+    vocab = int(tiny_options.pop("tokenizer_vocab", 1024))
+    if tiny_options.get("tokenizer") == "world":
+        if world is None:
+            raise StudyError("model.tiny.tokenizer: world needs the rendered world")
+        tiny_options["tokenizer"] = world_tokenizer(world, vocab)
+    elif "tokenizer" in tiny_options:
+        raise StudyError(
+            f"model.tiny.tokenizer: {tiny_options['tokenizer']!r} is not known; use 'world' (BPE trained on the "
+            "world's text) or leave it out (byte-level)"
+        )
     options = {
         "seed": cfg.seed,
-        **cfg.model["tiny"],
+        **tiny_options,
         "vision": VISION_CONFIG["model_type"].removesuffix("_vision_model"),
         "image_size": VISION_CONFIG["image_size"],
         "patch_size": VISION_CONFIG["patch_size"],
@@ -494,7 +525,7 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
         return out
     model = copy.deepcopy(cfg.model)
     if cfg.tower is not None:
-        model = {"base": str(image_init(cfg, work / "image_init" / key, log))}
+        model = {"base": str(image_init(cfg, work / "image_init" / key, log, world))}
     tree = {
         "name": "study_image_stage",
         "stage": "finetune",

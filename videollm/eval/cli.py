@@ -94,9 +94,7 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sampler-mode", choices=("exact", "keyframe"), default="exact", help="frame sampling mode"
     )
-    p.add_argument(
-        "--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="video decoder (in-process)"
-    )
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="video decoder (in-process)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight to the endpoint(s)")
     p.add_argument("--batch-size", type=int, default=4, help="batch size of in-process generation")
     p.add_argument(

@@ -27,6 +27,7 @@ from transformers.models.llava_onevision.image_processing_pil_llava_onevision im
     LlavaOnevisionImageProcessorPil,
 )
 
+from videollm.model.adapters import adapter_parameters
 from videollm.model.config import CLS_TOWERS, VideoLLMConfig
 from videollm.model.connectors import PRESETS, ConnectorConfig
 from videollm.model.frames import CLIP_MEAN, CLIP_STD
@@ -158,9 +159,10 @@ def tiny(
 
     Hidden sizes 32 (vision) / 64 (LM), 2 layers each, `image_size`/`patch_size` 32/8 (a 4×4 grid per
     frame). `overrides` are VideoLLMConfig fields (newline, adapter, num_frames, ...); `vision_config` and
-    `text_config` dicts are merged into the tiny ones.
+    `text_config` dicts are merged into the tiny ones; `tokenizer` replaces the byte-level `tiny_tokenizer()`
+    (e.g. one trained on a corpus with `tiny_tokenizer(corpus=...)`).
     """
-    tokenizer = tiny_tokenizer()
+    tokenizer = overrides.pop("tokenizer", None) or tiny_tokenizer()
     vision_config = {**_tiny_vision(vision, image_size, patch_size), **overrides.pop("vision_config", {})}
     text_config = {**_tiny_text(lm, tokenizer), **overrides.pop("text_config", {})}
     fields = {
@@ -321,9 +323,11 @@ def _from_pair(
         for k, v in lm.state_dict().items()
     }
     result = model.load_state_dict(state, strict=False)
+    # Temporal adapters and prompts inserted by `overrides` are new (zero-initialised), not carried over.
+    fresh = {f"model.vision_tower.{n}" for n, _ in adapter_parameters(model.model.vision_tower)}
     carried = {
         k for k in model.state_dict() if k.startswith(("model.vision_tower.", "model.language_model."))
-    }
+    } - fresh
     unloaded = sorted(carried & set(result.missing_keys))
     unexpected = [k for k in result.unexpected_keys if not k.startswith("model.vision_tower.head.")]
     if unloaded or unexpected:

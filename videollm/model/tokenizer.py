@@ -8,6 +8,7 @@ template with `{"type": "video"}` parts — so the processor code paths are the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,18 +45,28 @@ CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 NAMES = {IMAGE_TOKEN: "image_token", VIDEO_TOKEN: "video_token"}
 
 
-def tiny_tokenizer(placeholders: tuple[str, ...] = (IMAGE_TOKEN, VIDEO_TOKEN)) -> PreTrainedTokenizerBase:
+def tiny_tokenizer(
+    placeholders: tuple[str, ...] = (IMAGE_TOKEN, VIDEO_TOKEN),
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 1024,
+) -> PreTrainedTokenizerBase:
     """Byte-level tokenizer with ChatML specials, the media `placeholders` and a chat template.
 
     Fewer placeholders make the tokenizer of an image-only model (`("<image>",)`) or of a plain LM (`()`).
+    With a `corpus`, BPE merges are learned from it (up to `vocab_size` symbols), as any LM's tokenizer
+    is trained on its data: frequent words become one token each, which a tiny LM trained from scratch
+    needs to tie a question's words to what it sees; any other text still encodes, byte by byte.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
+    if corpus is not None:
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
+        backend.train_from_iterator(corpus, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
