@@ -162,13 +162,16 @@ def _table_rows(text: str, header_start: str) -> list[list[str]]:
 
 def test_architecture_counts_the_built_modules(arch):
     """Counts come from modules built with the code's configs: the tower and connector as vision pretraining builds them."""
+    from videollm.model.adapters import apply_adapters
     from videollm.model.connectors import ConnectorConfig, build_connector
-    from videollm.starter.vision import CONNECTOR, VISION_CONFIG, build_tower
+    from videollm.starter.vision import ADAPTER, CONNECTOR, VISION_CONFIG, build_tower
 
     parts = {p.name: p for p in arch.parts}
     dim = VISION_CONFIG["hidden_size"]
     connector = build_connector(ConnectorConfig.from_dict(CONNECTOR), dim, dim)
-    assert parts["vision tower"].params == sum(p.numel() for p in build_tower().parameters())
+    tower = build_tower()
+    apply_adapters(tower, ADAPTER, None)  # the tower as the clip stage and the video model carry it
+    assert parts["vision tower"].params == sum(p.numel() for p in tower.parameters())
     assert parts["connector"].params == sum(p.numel() for p in connector.parameters())
     assert 130e6 < parts["language model"].params < 140e6 and not parts["language model"].shipped
     # LoRA of r 8 on SmolLM2's 30 layers × 7 projections (q/k/v/o/gate/up/down), as peft would add it

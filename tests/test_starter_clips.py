@@ -38,10 +38,11 @@ def _derive(qa, words):
     slots = _slots(words)
     present = {c: s for c, s in slots.items() if s["color"] != NONE}
     if qa.qtype == "count":
-        return words[-2]
+        return words[-3]
     if qa.qtype == "count_change":
-        a, b = int(words[-2]), int(words[-1])
-        return "more" if b > a else "fewer" if b < a else "same"
+        a, b = int(words[-3]), int(words[-2])
+        assert words[-1] == ("more" if b > a else "fewer" if b < a else "same")
+        return words[-1]
     if qa.qtype == "shape":
         return present[
             qa.question.split()[-2] if qa.question.startswith("What") else qa.question.split()[-1].rstrip("?")
@@ -161,3 +162,31 @@ def test_frame_targets_agree_with_the_rendered_pixels():
                 assert abs((x + 0.5 + t.patches[3, y, x]) / 8 - o.x) < 1e-5
                 assert abs((y + 0.5 + t.patches[4, y, x]) / 8 - o.y) < 1e-5
         assert (t.patches[0] == 0).sum() == (t.weights.sum(axis=0) == 0).sum()
+
+
+def test_patch_words_label_each_objects_patches_with_its_slot_words():
+    """Per patch and frame: the motion/speed/event of the object covering it, the same words its slot gets."""
+    from videollm.starter.clips import PATCH_FIELDS, frame_targets, patch_words
+
+    checked = 0
+    for index in range(6):
+        clip = make_clip(3, "train", index)
+        targets = [frame_targets(s, 64, 8) for s in clip.states]
+        labels = patch_words(clip.states, [t.owners for t in targets])
+        assert labels.shape == (len(PATCH_FIELDS), len(clip.states), 8, 8)
+        slots = _slots(slot_words(clip.states))
+        first_colour = {}
+        for state in clip.states:
+            for o in state:
+                first_colour.setdefault(o.id, o.color)
+        for f, (state, t) in enumerate(zip(clip.states, targets, strict=True)):
+            assert ((t.owners >= 0) == (t.patches[0] > 0)).all()
+            assert (labels[:, f][:, t.owners < 0] == IGNORE).all()
+            for o in state:
+                mine = t.owners == o.id
+                slot = slots[first_colour[o.id]]
+                for j, field in enumerate(PATCH_FIELDS):
+                    want = IGNORE if slot[field] is None else WORDS.index(slot[field])
+                    assert (labels[j, f][mine] == want).all(), (field, slot)
+                    checked += int(mine.sum())
+    assert checked > 100

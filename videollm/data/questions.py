@@ -125,6 +125,11 @@ def tracks(states: Sequence[FrameState]) -> dict[int, Track]:
     return out
 
 
+def count_change(first: int, last: int) -> str:
+    """The answer of a count_change question: how the number of shapes went from `first` to `last`."""
+    return "more" if last > first else "fewer" if last < first else "same"
+
+
 def direction(track: Track, min_distance: float = MOVING) -> str | None:
     """'left'/'right'/'up'/'down', NO_MOTION, or None when the motion is too small (below
     `min_distance`) or too diagonal to call."""
@@ -203,8 +208,7 @@ def _answer(
             return NONE
         return changed[0].name if len(changed) == 1 and len(changed[0].color_changes) == 1 else None
     if qtype == "count_change":
-        first, last = len(states[0]), len(states[-1])
-        return "more" if last > first else "fewer" if last < first else "same"
+        return count_change(len(states[0]), len(states[-1]))
     raise ValueError(f"unknown qtype {qtype!r}: expected one of {QTYPES}")
 
 

@@ -76,7 +76,7 @@ def fit_projector(
         newline = tokenizer.encode("\n", add_special_tokens=False)[-1]
         model.model.image_newline.copy_(model.get_input_embeddings().weight[newline])
     result = {
-        "mse": float(loss),
+        "mse": loss.item(),
         "nearest_word_accuracy": word_acc,
         "cosine": cos,
         "tokens": len(x),

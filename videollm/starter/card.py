@@ -104,7 +104,7 @@ def _architecture(frames: int, lora: tuple[int, int, str] | None) -> Architectur
     from videollm.model.tokens import frame_grid, num_video_tokens
     from videollm.starter.lm import GGUF_FILE, LM_NAME, gguf_path
     from videollm.starter.model import SHIPPED_PREFIXES
-    from videollm.starter.vision import CONNECTOR, VISION_CONFIG
+    from videollm.starter.vision import ADAPTER, CONNECTOR, VISION_CONFIG
 
     gguf = gguf_path()
     lm = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -113,6 +113,7 @@ def _architecture(frames: int, lora: tuple[int, int, str] | None) -> Architectur
         vision_config=vision.to_dict(),
         text_config=lm.to_dict(),
         connector=CONNECTOR,
+        adapter=ADAPTER,
         image_grid_pinpoints=onevision_pinpoints(vision.image_size),
         tie_word_embeddings=bool(lm.tie_word_embeddings),
         **TOWER_FEATURES[vision.model_type],
@@ -141,7 +142,10 @@ def _architecture(frames: int, lora: tuple[int, int, str] | None) -> Architectur
             "vision tower",
             f"{vision.model_type} trained from scratch (`starter.vision.VISION_CONFIG`): {vision.image_size} px frames, "
             f"{vision.patch_size} px patches ({grid[0]}×{grid[1]} = {grid[0] * grid[1]} per frame), hidden {v}, "
-            f"{vision.num_hidden_layers} layers, {vision.num_attention_heads} heads, MLP {vision.intermediate_size}",
+            f"{vision.num_hidden_layers} layers, {vision.num_attention_heads} heads, MLP {vision.intermediate_size}; "
+            f"an ST-Adapter before every block (`starter.vision.ADAPTER`: depthwise "
+            f"{'×'.join(str(k) for k in ADAPTER['kernel_size'])} conv over time × height × width, bottleneck "
+            f"{v // 2}), so each patch token sees its neighbourhood in the neighbouring frames",
             count("model.vision_tower."),
             True,
         ),
@@ -422,7 +426,7 @@ def _architecture_section(arch: Architecture) -> list[str]:
 
 
 def _data_section(recipe: dict[str, Any]) -> list[str]:
-    from videollm.starter.conversations import clip_conversation
+    from videollm.starter.conversations import REPLAY_PROMPTS, clip_conversation
     from videollm.starter.vision import pretrain_tower, pretrain_vision
 
     w = recipe.get("world", {})
@@ -446,11 +450,15 @@ def _data_section(recipe: dict[str, Any]) -> list[str]:
         f"- **clips** (stages `vision`, `align`, `finetune`): world seed {seed}, split `train`, {w.get('frames')} frames "
         f"rendered at {w.get('size')} px, {w.get('num_frames')} sampled with lmms-eval's linspace as evaluation samples a "
         "decoded video, and a simulated H.264 yuv420p round trip + noise (`clips.codec_noise`) standing in for the "
-        f"encoder. The vision stage's held-out curve: {defaults['eval_clips']} clips of world seed "
+        "encoder. Stage `vision` labels: the description words per colour slot (`clips.slot_words`), each slot's "
+        "first/last position and time (`clips.slot_geometry`) and, per patch of every frame, the motion, speed and "
+        f"event of the object covering it (`clips.patch_words`). The vision stage's held-out curve: {defaults['eval_clips']} clips of world seed "
         f"{seed + 1000 if isinstance(seed, int) else DASH}, split `test`.",
         f"- **conversations** (stage `finetune`, `conversations.clip_conversation`): 1–{turns if turns else DASH} "
         f"questions per clip in the `open` (sentence), `short` (synthetic_qa) and `mc` (synthetic_mc) forms "
-        f"(weights {forms}), a caption with probability {defaults['p_caption']:g}.",
+        f"(weights {forms}), a caption with probability {defaults['p_caption']:g}; and text-only replay "
+        f"(`conversations.REPLAY_PROMPTS`, {len(REPLAY_PROMPTS)} prompts, disjoint from the chat check's) answered "
+        "by the LM itself before finetuning, as LLaVA mixes text-only data into its instruction tuning.",
         f"- **held out** (status, learning curve): {recipe.get('eval_clips')} clips of world seed {w.get('eval_seed')}, "
         "split `test`, every question asked in the short-answer form and scored by exact match (what "
         "`videollm eval --tasks synthetic_qa` does).",
@@ -463,10 +471,15 @@ def _trains(stage: dict[str, Any]) -> str:
     if name == "tower":
         return "vision tower + per-patch / per-object heads, single frames"
     if name == "vision":
-        return f"connector + word head; tower at lr {num(stage.get('tower_lr'))}"
+        return (
+            "connector + word head, temporal adapters + per-patch motion/speed/event head; "
+            f"tower at lr {num(stage.get('tower_lr'))}"
+        )
     if name == "align":
         return "projector, regressed onto the LM's word embeddings (everything else frozen)"
     extra = f" + connector (lr {num(stage['lr_connector'])})" if stage.get("lr_connector") else ""
+    if stage.get("p_text"):
+        extra += f"; {100 * stage['p_text']:g} % of the samples replay the LM's own text-only replies"
     return (
         f"LoRA (r {stage.get('lora_r')}, α {stage.get('lora_alpha')}) + projector "
         f"(lr {num(stage.get('lr_projector') or stage.get('lr'))}){extra}"

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videollm.data.questions import FAST, NO_MOTION, STILL, direction, tracks
+from videollm.data.questions import (
+    COUNT_CHANGES,
+    FAST,
+    NO_MOTION,
+    STILL,
+    Track,
+    count_change,
+    direction,
+    tracks,
+)
 from videollm.data.synthetic import VideoItem, make_item
 from videollm.data.world import PALETTE, SHAPES, SIZES, FrameState, shape_mask
 from videollm.video.sampling import uniform_indices
@@ -27,7 +36,8 @@ COLORS = tuple(PALETTE)
 IGNORE = -100
 MAX_COUNT = 6
 # The vision pretraining teaches the connector to *write* a structured description: one token per
-# (colour slot, field), each predicting a word, plus the shape counts at the start and the end.
+# (colour slot, field), each predicting a word, plus the shape counts at the start and the end and how the
+# count changed (the LM reads "more" rather than comparing two numbers).
 SLOT_FIELDS = ("color", "size", "shape", "motion", "speed", "event")
 NONE = "none"
 WORDS: tuple[str, ...] = (
@@ -45,10 +55,13 @@ WORDS: tuple[str, ...] = (
     "appears",
     "disappears",
     *(str(k) for k in range(MAX_COUNT + 1)),
+    *COUNT_CHANGES,
 )
 NUM_SLOT_TOKENS = len(COLORS) * len(SLOT_FIELDS)
-NUM_TOKENS = NUM_SLOT_TOKENS + 2  # + count at the start, count at the end
-FIELDS: tuple[str, ...] = (*(f for _ in COLORS for f in SLOT_FIELDS), "count_start", "count_end")
+GLOBAL_FIELDS = ("count_start", "count_end", "count_change")  # after the slots
+NUM_TOKENS = NUM_SLOT_TOKENS + len(GLOBAL_FIELDS)
+PATCH_FIELDS = ("motion", "speed", "event")  # the per-patch targets of the clip stage (`patch_words`)
+FIELDS: tuple[str, ...] = (*(f for _ in COLORS for f in SLOT_FIELDS), *GLOBAL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -93,30 +106,50 @@ def slot_words(states: list[FrameState]) -> list[str | None]:
 
     Slot c (palette order) describes the object whose first colour is c: its colour, size, shape,
     direction of motion, speed, and event (appears late, disappears, or the colour it turns into);
-    an absent colour's slot says "none" throughout. The last two tokens are the counts at the start
-    and the end.
+    an absent colour's slot says "none" throughout. The last three tokens are the counts at the start
+    and the end, and the change between them (more / fewer / same).
     """
     words: list[str | None] = [NONE] * NUM_TOKENS
-    last = len(states) - 1
     for t in tracks(states).values():
         k = COLORS.index(t.colors[0]) * len(SLOT_FIELDS)
-        d = direction(t)
-        changes = t.color_changes
-        event = (
-            changes[-1][1]
-            if changes
-            else "appears"
-            if t.frames[0] > 0
-            else "disappears"
-            if t.frames[-1] < last
-            else NONE
-        )
-        speed = "still" if t.speed < STILL else "slow" if t.speed < FAST else "fast"
-        motion = None if d is None else "still" if d == NO_MOTION else d
-        words[k : k + len(SLOT_FIELDS)] = [t.colors[0], t.size, t.shape, motion, speed, event]
-    words[-2] = str(min(len(states[0]), MAX_COUNT))
-    words[-1] = str(min(len(states[-1]), MAX_COUNT))
+        words[k : k + len(SLOT_FIELDS)] = track_words(t, len(states) - 1)
+    first, last = len(states[0]), len(states[-1])
+    words[-3:] = [str(min(first, MAX_COUNT)), str(min(last, MAX_COUNT)), count_change(first, last)]
     return words
+
+
+def track_words(t: Track, last: int) -> list[str | None]:
+    """One object's words, in `SLOT_FIELDS` order (motion None when too small or diagonal to call)."""
+    d = direction(t)
+    changes = t.color_changes
+    event = (
+        changes[-1][1]
+        if changes
+        else "appears"
+        if t.frames[0] > 0
+        else "disappears"
+        if t.frames[-1] < last
+        else NONE
+    )
+    speed = "still" if t.speed < STILL else "slow" if t.speed < FAST else "fast"
+    motion = None if d is None else "still" if d == NO_MOTION else d
+    return [t.colors[0], t.size, t.shape, motion, speed, event]
+
+
+def patch_words(states: list[FrameState], owners: list[np.ndarray]) -> np.ndarray:
+    """(len(PATCH_FIELDS), T, grid, grid) word indices: on every patch of every frame, the motion, speed and
+    event of the object covering it (IGNORE on background). The clip stage's dense target after the temporal
+    adapters: it makes motion a property of each patch, which the connector then pools like colour."""
+    words = {oid: track_words(t, len(states) - 1) for oid, t in tracks(states).items()}
+    columns = [SLOT_FIELDS.index(f) for f in PATCH_FIELDS]
+    out = np.full((len(PATCH_FIELDS), len(owners), *owners[0].shape), IGNORE, np.int64)
+    for t, owner in enumerate(owners):
+        for oid, w in words.items():
+            mine = owner == oid
+            for j, c in enumerate(columns):
+                if w[c] is not None:
+                    out[j, t, mine] = WORDS.index(w[c])
+    return out
 
 
 def slot_geometry(states: list[FrameState]) -> np.ndarray:
@@ -158,6 +191,7 @@ class FrameTargets:
     patches: np.ndarray
     weights: np.ndarray
     objects: np.ndarray
+    owners: np.ndarray  # (grid, grid): id of the object covering most of each patch, -1 on background
 
 
 def frame_targets(state: FrameState, size: int, grid: int) -> FrameTargets:
@@ -170,14 +204,16 @@ def frame_targets(state: FrameState, size: int, grid: int) -> FrameTargets:
         cover[k] = mask.reshape(grid, patch, grid, patch).sum(axis=(1, 3))
     patches = np.zeros((5, grid, grid), np.float32)
     objects = np.zeros((len(state), 3), np.int64)
+    owners = np.full((grid, grid), -1, np.int64)
     if state:
         owner = np.where(cover.max(axis=0) > 0, cover.argmax(axis=0), -1)
         for k, o in enumerate(state):
             objects[k] = COLORS.index(o.color), SHAPES.index(o.shape), list(SIZES).index(o.size)
             mine = owner == k
+            owners[mine] = o.id
             gy, gx = np.nonzero(mine)
             patches[:3, mine] = (objects[k] + 1)[:, None]
             patches[3, mine] = o.x * grid - (gx + 0.5)
             patches[4, mine] = o.y * grid - (gy + 0.5)
     weights = cover / np.maximum(cover.sum(axis=(1, 2), keepdims=True), 1e-6)
-    return FrameTargets(patches, weights, objects)
+    return FrameTargets(patches, weights, objects, owners)

@@ -13,6 +13,49 @@ from videollm.data.questions import QA
 from videollm.data.synthetic import VideoItem
 
 FORMS = ("open", "short", "mc")
+# Text-only prompts whose replies by the LM itself (before any LoRA) are replayed during finetuning, as
+# LLaVA mixes text-only conversations into its instruction data: the LM keeps its own voice off-topic.
+# Disjoint from the prompts that check that ability (`starter.train.CHAT_PROMPTS`).
+REPLAY_PROMPTS = (
+    "What is the capital of Italy?",
+    "Name three colours of the rainbow.",
+    "Give me two tips for sleeping well.",
+    "Write a short sentence about the mountains.",
+    "What is 12 plus 7?",
+    "Explain in one sentence what a cloud is.",
+    "What is the largest planet in the solar system?",
+    "Suggest a name for a friendly cat.",
+    "Write one sentence about the moon.",
+    "How many days are there in a week?",
+    "What do bees make?",
+    "Give me a tip for learning a new language.",
+    "Describe a sunny day in one sentence.",
+    "What is the boiling point of water in Celsius?",
+    "Name a famous painter.",
+    "Write a short sentence about autumn leaves.",
+    "What is the opposite of hot?",
+    "Why do people drink coffee in the morning?",
+    "Write a friendly greeting for a new colleague.",
+    "What is the chemical symbol for gold?",
+    "Give me three ideas for a weekend activity.",
+    "What language is spoken in Brazil?",
+    "Write one sentence about a forest.",
+    "How do plants get energy?",
+)
+
+
+def text_conversation(prompt: str, reply: str) -> list[dict]:
+    """A text-only exchange (no video part)."""
+    return [
+        {"role": "user", "content": [{"type": "text", "text": prompt}]},
+        {"role": "assistant", "content": [{"type": "text", "text": reply}]},
+    ]
+
+
+def whole_sentences(reply: str) -> str:
+    """A generated reply cut after its last full sentence, so replayed replies end as a reply would."""
+    end = max(reply.rfind(c) for c in ".!?")
+    return reply[: end + 1] if end > 0 else reply
 
 
 def turn(qa: QA, form: str) -> tuple[str, str]:

@@ -1,11 +1,12 @@
 """The starter model's architecture and its assembly from the shipped parts.
 
 Architecture: the pretrained vision tower of `starter.vision` (SigLIP-type, 64 px frames, 8 px
-patches) + its resampler connector (one token per described field — six per palette colour plus the
-counts at the start and the end — and a learned temporal embedding: 38 tokens + 1 newline per video,
-whatever the frame count) + a 2-layer MLP
-projector + SmolLM2-135M-Instruct, joined by `videollm.model.from_image_llm`'s (vision encoder,
-causal LM) form. The package ships only the trained parts: tower, connector, projector and newline
+patches, an ST-Adapter across frames before every block: the `adapter` strategy's modules, which the
+vLLM plugin runs too) + its resampler connector (one token per described field — six per palette
+colour, then the counts at the start and the end and their change — and a learned temporal embedding:
+39 tokens + 1 newline per video, whatever the frame count) + a 2-layer MLP projector +
+SmolLM2-135M-Instruct, joined by `videollm.model.from_image_llm`'s (vision encoder, causal LM) form.
+The package ships only the trained parts: tower (with adapters), connector, projector and newline
 (`assets/parts.safetensors`) and the LM's LoRA (`assets/lora/`, peft format); `starter_dir()`
 assembles the full checkpoint once, LoRA merged, in the cache.
 """
@@ -26,7 +27,7 @@ import torch
 
 from videollm.paths import cache_dir
 from videollm.starter.lm import converted_lm_dir
-from videollm.starter.vision import CONNECTOR, build_tower
+from videollm.starter.vision import ADAPTER, CONNECTOR, build_tower
 
 ASSETS = Path(__file__).parent / "assets"
 PARTS_FILE = "parts.safetensors"
@@ -67,7 +68,11 @@ def build_starter(
         builders_log.setLevel(logging.ERROR)
         try:
             model, processor = from_image_llm(
-                (tmp, str(lm_dir)), connector=CONNECTOR, num_frames=NUM_FRAMES, dtype=torch.float32
+                (tmp, str(lm_dir)),
+                connector=CONNECTOR,
+                adapter=ADAPTER,
+                num_frames=NUM_FRAMES,
+                dtype=torch.float32,
             )
         finally:
             hf_logging.set_verbosity(verbosity)

@@ -27,7 +27,14 @@ from videollm.data.collate import Collator, encode
 from videollm.data.llava import Sample
 from videollm.eval.textmatch import exact_match
 from videollm.starter.clips import Clip, codec_noise, make_clip
-from videollm.starter.conversations import clip_conversation, messages, turn
+from videollm.starter.conversations import (
+    REPLAY_PROMPTS,
+    clip_conversation,
+    messages,
+    text_conversation,
+    turn,
+    whole_sentences,
+)
 from videollm.video.types import Video
 
 Log = Callable[[str], None]
@@ -61,6 +68,7 @@ class StageSpec:
     lora_alpha: int = 16
     lora_targets: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
     max_turns: int = 4
+    p_text: float = 0.0  # finetune: share of samples that replay the LM's own text-only replies
     clips: int = 256  # align: clips whose tokens the projector is fitted on
     warmup: float = 0.05
     eval_every: int = 0  # 0: only at the end of the stage
@@ -253,8 +261,10 @@ def train_llava_stage(
     rng: np.random.Generator,
     evaluate_now: Callable[[str, int], dict[str, Any]],
     log: Log,
+    replay: list[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
-    """One align/finetune stage; returns its loss log."""
+    """One align/finetune stage; returns its loss log. With `stage.p_text`, that share of the samples are
+    text-only (prompt, reply) pairs from `replay`."""
     groups = _trainable(model, stage)
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(stage))
@@ -265,6 +275,13 @@ def train_llava_stage(
     for step in range(1, stage.steps + 1):
         features = []
         for _ in range(stage.batch_size):
+            if replay and rng.random() < stage.p_text:
+                prompt, reply = replay[int(rng.integers(len(replay)))]
+                chat = text_conversation(prompt, reply)
+                features.append(
+                    encode(processor, Sample(id="replay", where="replay", modality="text", messages=chat))
+                )
+                continue
             clip = next(stream)
             conv = clip_conversation(clip.item, rng, max_turns=stage.max_turns)
             video = as_video(clip, codec_noise(clip.frames, rng))
@@ -299,7 +316,7 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
     """The whole run; writes `parts/` (what the package ships), `vision.pt` and `report.json` to output_dir."""
     from videollm.starter.align import fit_projector
     from videollm.starter.model import build_starter, save_parts
-    from videollm.starter.vision import TOWER_PARTS, VisionPretrainer, pretrain_tower, pretrain_vision
+    from videollm.starter.vision import VisionPretrainer, image_stage_param, pretrain_tower, pretrain_vision
 
     torch.manual_seed(recipe.seed)
     out = Path(recipe.output_dir)
@@ -326,7 +343,7 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         if recipe.reuse and saved.is_file():
             state = torch.load(saved, weights_only=True)
             if name == "tower":  # what the image stage trained; the connector keeps its own initialisation
-                state = {k: v for k, v in state.items() if k.startswith(TOWER_PARTS)}
+                state = {k: v for k, v in state.items() if image_stage_param(k)}
             vision.load_state_dict(state, strict=False)
             log(f"{name} stage: reusing {saved} (delete it, or set reuse=false, to train it again)")
             # its curve and minutes come along from the run that trained it, marked as reused
@@ -357,7 +374,8 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         report["stages"].append(
             {
                 "name": name,
-                "minutes": (time.perf_counter() - started) / 60,
+                "minutes": curve[-1]["minutes"],  # training only; with its held-out evaluations:
+                "wall_minutes": (time.perf_counter() - started) / 60,
                 unit: s.steps * s.batch_size,
                 "curve": curve,
             }
@@ -371,8 +389,12 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         log(f"chat before: {report['chat_before']}")
     seen = {"clips": 0, "batch": 0}
 
+    evaluating = {"seconds": 0.0}  # held-out evaluation time, left out of the stages' training minutes
+
     def evaluate_now(stage: str, step: int) -> dict[str, Any]:
+        tick = time.perf_counter()
         result = evaluate(model, processor, clips)
+        evaluating["seconds"] += time.perf_counter() - tick
         minutes = (time.perf_counter() - t0) / 60
         point = {
             "stage": stage,
@@ -406,16 +428,30 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         save_parts(model, out / "parts")
     if "finetune" in stages:
         s = stages["finetune"]
-        started = time.perf_counter()
+        started, evaluated_before = time.perf_counter(), evaluating["seconds"]
+        replay: list[tuple[str, str]] = []
+        if s.p_text > 0:  # the LM's own replies, before LoRA changes it
+            tick = time.perf_counter()
+            model.eval()
+            convs = [text_conversation(p, "")[:1] for p in REPLAY_PROMPTS]
+            replies = generate(model, processor, convs, [None] * len(convs), max_new_tokens=48)
+            replay = [
+                (p, whole_sentences(r)) for p, r in zip(REPLAY_PROMPTS, replies, strict=True) if r.strip()
+            ]
+            log(
+                f"replay: {len(replay)} text-only replies of the LM itself in {time.perf_counter() - tick:.0f} s"
+            )
+            report["replay"] = replay
         model = add_lora(model, s)
         seen["batch"] = s.batch_size
-        losses = train_llava_stage(model, processor, s, stream, rng, evaluate_now, log)
+        losses = train_llava_stage(model, processor, s, stream, rng, evaluate_now, log, replay)
         seen["clips"] += s.steps * s.batch_size
         seen["batch"] = 0
         report["stages"].append(
             {
                 "name": "finetune",
-                "minutes": (time.perf_counter() - started) / 60,
+                "minutes": (time.perf_counter() - started - evaluating["seconds"] + evaluated_before) / 60,
+                "eval_minutes": (evaluating["seconds"] - evaluated_before) / 60,
                 "clips": s.steps * s.batch_size,
                 "losses": losses,
             }

@@ -5,13 +5,19 @@ from scratch, in two steps. `pretrain_tower` is the image stage: single frames, 
 (colour, shape, size and centre of the object covering it) and per object (its patches pooled, as the
 connector's attention later pools them); the position table starts as 2-D sinusoids (MAE's choice) so
 attention knows which patches are neighbours from the first step. `pretrain_vision` is the clip stage:
-the tower and the connector (a resampler with one query per described field and a learned temporal
-embedding) are pretrained to *write a description*:
-each of the connector's tokens classifies the word it stands for (`clips.slot_words`: per palette
-colour the object's colour, size, shape, direction, speed and event; the counts at the start and the
-end). The word head is thrown away; the tower and the connector go into the video model, and the
-projector is first fitted to map each token onto the LM's own embedding of its word
-(`fit_projector`), so the frozen LM starts by reading something close to text.
+the tower, its temporal adapters (ST-Adapters before every block, zero-initialised here) and the
+connector (a resampler with one query per described field and a learned temporal embedding) learn to
+*write a description*: each connector token classifies the word it stands for (`clips.slot_words`: per
+palette colour the object's colour, size, shape, direction, speed and event; the counts at the start
+and the end).
+
+Why the adapters: a resampler alone cannot tell where an object is *when* (its context is features +
+time, summed), and motion stayed at the majority class. With the adapters every object patch of every
+frame is also classified with its object's motion, speed and event (`clips.patch_words`), which the
+adapters compute from the neighbouring frames; motion becomes a local feature that the connector pools
+like colour. The heads are thrown away; tower, adapters and connector go into the video model, and the
+projector is first fitted to map each token onto the LM's own embedding of its word (`fit_projector`),
+so the frozen LM starts by reading something close to text.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from torch import nn
 
 from videollm.data.synthetic import video_rngs
 from videollm.data.world import SHAPES, SIZES, FrameState, make_scene, render_states, scene_states
+from videollm.model.adapters import apply_adapters, frames_per_video
 from videollm.model.connectors import ConnectorConfig, build_connector, sinusoid
 from videollm.model.frames import FrameTransform, preprocess_frames
 from videollm.starter.clips import (
@@ -36,6 +43,7 @@ from videollm.starter.clips import (
     IGNORE,
     NUM_SLOT_TOKENS,
     NUM_TOKENS,
+    PATCH_FIELDS,
     SLOT_FIELDS,
     WORDS,
     Clip,
@@ -43,6 +51,7 @@ from videollm.starter.clips import (
     codec_noise,
     frame_targets,
     make_clip,
+    patch_words,
     slot_geometry,
     slot_labels,
 )
@@ -67,12 +76,24 @@ CONNECTOR: dict[str, Any] = {
     "temporal_embed": "learned",
     "max_frames": 32,
 }
+# ST-Adapters in every tower block (depthwise 3-D conv over time × space): each patch token sees its own
+# neighbourhood in the neighbouring frames, so motion is a local feature the connector pools like colour.
+# Five frames wide, so four blocks reach across all 8 frames (colour changes, appearances need that).
+ADAPTER: dict[str, Any] = {"type": "st_adapter", "kernel_size": (5, 3, 3)}
 TEMPORAL_STRETCH = 4.0  # frame index → sinusoid position: neighbouring frames differ even at low frequencies
 TEMPORAL_SCALE = (
     8.0  # the table's amplitude, about the tower features' scale (std ≈ 7), so time is not drowned
 )
 GEOMETRY_SCALE = 8.0  # slot geometry targets in patches (canvas sides × grid), so errors are O(1)
-TOWER_PARTS = ("vision_tower.", "patch_head.", "object_head.")  # what the image stage trains
+TOWER_PARTS = ("vision_tower.", "patch_head.", "object_head.")  # what the image stage trains (but adapters)
+
+
+def image_stage_param(name: str) -> bool:
+    """Whether a `VisionPretrainer` weight belongs to the image stage: the tower and its frame heads, not the
+    temporal adapters (single frames teach them nothing; they start, zero-initialised, in the clip stage)."""
+    return name.startswith(TOWER_PARTS) and ".st_adapter." not in name
+
+
 FRAME_TRANSFORM = FrameTransform(size=(IMAGE_SIZE, IMAGE_SIZE), mean=MEAN, std=STD)
 
 
@@ -107,9 +128,15 @@ def sincos_positions(grid: int, dim: int) -> torch.Tensor:
 class VisionPretrainer(nn.Module):
     """Vision tower + connector + throw-away linear heads over the connector's slot tokens."""
 
-    def __init__(self, vision_config: dict[str, Any] = VISION_CONFIG, connector: dict[str, Any] = CONNECTOR):
+    def __init__(
+        self,
+        vision_config: dict[str, Any] = VISION_CONFIG,
+        connector: dict[str, Any] = CONNECTOR,
+        adapter: dict[str, Any] | None = ADAPTER,
+    ):
         super().__init__()
         self.vision_tower = build_tower(vision_config)
+        apply_adapters(self.vision_tower, adapter, None)  # as `VideoLLMModel` inserts them: same keys
         dim = vision_config["hidden_size"]
         cfg = ConnectorConfig.from_dict(connector)
         if cfg.stage != "pre" or cfg.type != "resampler" or cfg.num_queries != NUM_TOKENS or cfg.per_frame:
@@ -126,6 +153,7 @@ class VisionPretrainer(nn.Module):
         self.grid = vision_config["image_size"] // vision_config["patch_size"]
         self.head = nn.Linear(dim, len(WORDS))
         self.geometry_head = nn.Linear(dim, 6)  # every slot token: `clips.slot_geometry` of its slot
+        self.motion_head = nn.Linear(dim, len(PATCH_FIELDS) * len(WORDS))  # every patch: `clips.patch_words`
         # Dense head on the tower's patch features: colour / shape / size of the object covering the patch
         # (+1, 0 = background) and that object's centre offset; object head on features pooled per object.
         self.patch_sizes = (len(COLORS) + 1, len(SHAPES) + 1, len(SIZES) + 1, 2)
@@ -138,7 +166,8 @@ class VisionPretrainer(nn.Module):
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) → (B, T, grid, grid, dim): the tower's last hidden states, as the video model selects them."""
         b, t = pixels.shape[:2]
-        hidden = self.vision_tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
+        with frames_per_video(self.vision_tower, t):
+            hidden = self.vision_tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[-1]
         return hidden.unflatten(0, (b, t)).unflatten(2, (self.grid, self.grid))
 
     def slot_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -196,6 +225,16 @@ def geometry_loss(tokens: torch.Tensor, head: nn.Module, clips: list[Clip]) -> t
         return tokens.sum() * 0.0
     goal = (GEOMETRY_SCALE * target[..., :6])[:, :, None].expand_as(pred)
     return F.smooth_l1_loss(pred[present], goal[present])
+
+
+def motion_loss(feats: torch.Tensor, head: nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every object patch's motion, speed and event (`clips.patch_words`, (B, F, T, g, g))
+    from the clip features (B, T, g, g, dim)."""
+    logits = head(feats).unflatten(-1, (len(PATCH_FIELDS), len(WORDS)))  # B,T,g,g,F,W
+    lab = labels.permute(0, 2, 3, 4, 1)  # B,T,g,g,F
+    if not (lab != IGNORE).any():
+        return feats.sum() * 0.0
+    return F.cross_entropy(logits.flatten(0, -2), lab.flatten(), ignore_index=IGNORE)
 
 
 def slot_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -300,7 +339,7 @@ def pretrain_tower(
     torch.manual_seed(seed)
     model = model if model is not None else VisionPretrainer()
     model.train()
-    params = [p for n, p in model.named_parameters() if n.startswith(TOWER_PARTS)]
+    params = [p for n, p in model.named_parameters() if image_stage_param(n)]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = _cosine(opt, steps)
     rng = np.random.default_rng(seed)
@@ -309,7 +348,7 @@ def pretrain_tower(
     held_pixels, held_targets = frame_batch([next(held) for _ in range(eval_frames)], None, model.grid)
     stream = frame_stream(world_seed, "train", rng)
     curve: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    start, evaluating = time.perf_counter(), 0.0
     for step in range(1, steps + 1):
         pixels, targets = frame_batch([next(stream) for _ in range(batch_size)], rng, model.grid)
         feats = model.features(pixels[:, None])[:, 0]
@@ -320,12 +359,15 @@ def pretrain_tower(
         opt.step()
         sched.step()
         if step % eval_every == 0 or step == steps:
+            minutes = (time.perf_counter() - start - evaluating) / 60  # training time, evaluations left out
+            tick = time.perf_counter()
             acc = object_accuracy(model, held_pixels, held_targets)
+            evaluating += time.perf_counter() - tick
             point = {
                 "step": step,
                 "frames": step * batch_size,
                 "loss": loss.item(),
-                "minutes": (time.perf_counter() - start) / 60,
+                "minutes": minutes,
                 "accuracy": acc,
             }
             curve.append(point)
@@ -350,14 +392,15 @@ def pretrain_vision(
     tower_lr: float = 2e-4,
     frame_weight: float = 0.5,
     geometry_weight: float = 1.0,
+    motion_weight: float = 1.0,
 ) -> tuple[VisionPretrainer, list[dict[str, Any]]]:
     """The clip stage: connector + word head (and the tower, at `tower_lr`, kept on its frame targets) write
     the description of fresh clips of the world's train split; returns the model and its curve."""
     torch.manual_seed(seed)
     model = model if model is not None else VisionPretrainer()
     model.train()
-    tower = [p for n, p in model.named_parameters() if n.startswith(TOWER_PARTS)]
-    rest = [p for n, p in model.named_parameters() if not n.startswith(TOWER_PARTS)]
+    tower = [p for n, p in model.named_parameters() if image_stage_param(n)]
+    rest = [p for n, p in model.named_parameters() if not image_stage_param(n)]  # adapters learn at `lr`
     opt = torch.optim.AdamW(
         [{"params": rest, "lr": lr}, {"params": tower, "lr": tower_lr}], weight_decay=0.01
     )
@@ -366,7 +409,7 @@ def pretrain_vision(
     stream = clip_stream(world_seed, "train", num_frames)
     rng = np.random.default_rng(seed)
     curve: list[dict[str, Any]] = []
-    start = time.perf_counter()
+    start, evaluating = time.perf_counter(), 0.0
     for step in range(1, steps + 1):
         clips = [next(stream) for _ in range(batch_size)]
         pixels, labels = clip_batch(clips, rng)
@@ -375,22 +418,32 @@ def pretrain_vision(
         loss = slot_loss(model.head(tokens), labels) + geometry_weight * geometry_loss(
             tokens, model.geometry_head, clips
         )
+        targets = [frame_targets(st, IMAGE_SIZE, model.grid) for c in clips for st in c.states]
         if frame_weight > 0:
-            targets = [frame_targets(st, IMAGE_SIZE, model.grid) for c in clips for st in c.states]
             frames = feats.flatten(0, 1)
             loss = loss + frame_weight * frame_loss(*model.frame_outputs(frames, _weights(targets)), targets)
+        if motion_weight > 0:
+            t = len(clips[0].states)
+            owners = [[tg.owners for tg in targets[i * t : (i + 1) * t]] for i in range(len(clips))]
+            dense = torch.from_numpy(
+                np.stack([patch_words(c.states, o) for c, o in zip(clips, owners, strict=True)])
+            )
+            loss = loss + motion_weight * motion_loss(feats, model.motion_head, dense)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         if step % eval_every == 0 or step == steps:
+            minutes = (time.perf_counter() - start - evaluating) / 60  # training time, evaluations left out
+            tick = time.perf_counter()
             acc = slot_accuracy(model, held_out)
+            evaluating += time.perf_counter() - tick
             point = {
                 "step": step,
                 "clips": step * batch_size,
                 "loss": loss.item(),
-                "minutes": (time.perf_counter() - start) / 60,
+                "minutes": minutes,
                 "accuracy": acc,
             }
             curve.append(point)
