@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -261,7 +261,7 @@ def train_llava_stage(
     rng: np.random.Generator,
     evaluate_now: Callable[[str, int], dict[str, Any]],
     log: Log,
-    replay: list[tuple[str, str]] = (),
+    replay: Sequence[tuple[str, str]] = (),
 ) -> list[dict[str, Any]]:
     """One align/finetune stage; returns its loss log. With `stage.p_text`, that share of the samples are
     text-only (prompt, reply) pairs from `replay`."""
@@ -374,8 +374,8 @@ def run(recipe: StarterRecipe, log: Log = print, lm_dir: str | Path | None = Non
         report["stages"].append(
             {
                 "name": name,
-                "minutes": curve[-1]["minutes"],  # training only; with its held-out evaluations:
-                "wall_minutes": (time.perf_counter() - started) / 60,
+                "minutes": curve[-1]["minutes"],  # training only
+                "wall_minutes": (time.perf_counter() - started) / 60,  # with its held-out evaluations
                 unit: s.steps * s.batch_size,
                 "curve": curve,
             }
