@@ -408,7 +408,7 @@ def tower_state(path: Path) -> dict:
     starter's shipped parts) or `vision_tower.*` (its `VisionPretrainer`, e.g. runs/starter/tower.pt)."""
     import torch
 
-    from videollm.model.adapters import ADAPTER_ATTRIBUTES
+    from videollm.model.adapters import is_temporal_adapter_key
 
     if not path.is_file():
         raise StudyError(f"tower: {path} not found (the starter's parts ship in videollm/starter/assets)")
@@ -423,9 +423,7 @@ def tower_state(path: Path) -> dict:
         if found:
             # the image encoder only: temporal adapters trained with it (the starter's) are video weights,
             # and each strategy brings its own
-            return {
-                k: v for k, v in found.items() if not any(f".{a}." in k for a in ADAPTER_ATTRIBUTES.values())
-            }
+            return {k: v for k, v in found.items() if not is_temporal_adapter_key(k)}
     raise StudyError(
         f"tower: {path} holds no vision-tower weights (keys {' or '.join(p + '*' for p in TOWER_PREFIXES)})"
     )

@@ -301,6 +301,11 @@ def frames_per_video(vision_model: nn.Module, num_frames: int) -> Iterator[None]
             adapter.frames = frames
 
 
+def is_temporal_adapter_key(name: str) -> bool:
+    """Whether a state-dict key belongs to a temporal adapter (any type): video weights of a tower."""
+    return any(f".{attribute}." in f".{name}" for attribute in ADAPTER_ATTRIBUTES.values())
+
+
 def adapter_parameters(vision_model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
     """(name, parameter) of every adapter and prompt weight in the tower: what the `adapter`/`prompt` strategies train."""
     for name, module in vision_model.named_modules():
@@ -320,5 +325,6 @@ __all__ = [
     "adapter_parameters",
     "apply_adapters",
     "frames_per_video",
+    "is_temporal_adapter_key",
     "tower_parts",
 ]

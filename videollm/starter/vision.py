@@ -34,7 +34,7 @@ from torch import nn
 
 from videollm.data.synthetic import video_rngs
 from videollm.data.world import SHAPES, SIZES, FrameState, make_scene, render_states, scene_states
-from videollm.model.adapters import apply_adapters, frames_per_video
+from videollm.model.adapters import apply_adapters, frames_per_video, is_temporal_adapter_key
 from videollm.model.connectors import ConnectorConfig, build_connector, sinusoid
 from videollm.model.frames import FrameTransform, preprocess_frames
 from videollm.starter.clips import (
@@ -91,7 +91,7 @@ TOWER_PARTS = ("vision_tower.", "patch_head.", "object_head.")  # what the image
 def image_stage_param(name: str) -> bool:
     """Whether a `VisionPretrainer` weight belongs to the image stage: the tower and its frame heads, not the
     temporal adapters (single frames teach them nothing; they start, zero-initialised, in the clip stage)."""
-    return name.startswith(TOWER_PARTS) and ".st_adapter." not in name
+    return name.startswith(TOWER_PARTS) and not is_temporal_adapter_key(name)
 
 
 FRAME_TRANSFORM = FrameTransform(size=(IMAGE_SIZE, IMAGE_SIZE), mean=MEAN, std=STD)
