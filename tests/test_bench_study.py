@@ -187,6 +187,31 @@ def test_findings_follow_the_numbers():
     # a baseline that answers nothing (0 %) is not "near chance"
     study["cells"]["b"]["mc"]["temporal"] = 0.0
     assert {f["id"]: f["holds"] for f in study_report.findings(study)}["baseline_near_chance"] is False
+    assert "within_noise" not in verdicts["temporal_pooling_hurts"]  # no question counts: no noise claimed
+
+
+def test_findings_say_when_a_gap_is_within_noise():
+    cells = [
+        _cell("b", "baseline", "image", "single_frame", "baseline", (80, 27)),
+        _cell("st", "connector", "lora", "spatiotemporal_pool", "hi", (80, 70), tokens=24),
+        _cell("p", "connector", "lora", "pool3d", "hi", (80, 60), config={"t": 8}),
+        _cell("pl", "connector", "lora", "pool3d", "lo", (80, 62), config={"t": 4}),
+    ]
+    for c in cells:  # the small budget's test split: 56 static and 42 temporal questions
+        c["mc"] |= {"n": 98, "n_static": 56, "n_temporal": 42}
+        c |= {"frames": 8, "trainable_params": 1000, "train_time_s": 10.0}
+    study = {"cells": {c["cell"]: c for c in cells}, "chance": {"mc": {"temporal": 25.0}}}
+    verdicts = {f["id"]: f for f in study_report.findings(study)}
+    beats = verdicts["temporal_connector_beats_baseline"]
+    # 70 vs 27 on 42 questions each: s.e. of the gap = hypot(7.07, 6.85) = 9.8 points
+    assert beats["gap"] == pytest.approx(43.0) and beats["noise"] == pytest.approx(9.85, abs=0.05)
+    assert beats["within_noise"] is False and "(gap +43.0 ± 9.8 points, 1 s.e.)" in beats["evidence"]
+    pooling = verdicts["temporal_pooling_hurts"]
+    assert pooling["holds"] is False and pooling["within_noise"] is True  # 60 vs 62: decides nothing
+    text = study_report.markdown(
+        {**study, "findings": list(verdicts.values()), "planned": list(study["cells"])}
+    )
+    assert "temporal pooling hurts temporal questions (PLLaVA)**: does not hold (within noise)." in text
 
 
 @pytest.mark.slow

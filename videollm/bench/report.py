@@ -203,8 +203,9 @@ def study_section(study: dict, results: str) -> list[str]:
     findings = _findings(study)
     for f in findings:
         evidence = str(f.get("evidence", "")).removeprefix(f"{NOT_MEASURED}: ").rstrip(".")
+        noise = " (within noise)" if f.get("within_noise") else ""
         lines.append(
-            f"- {f.get('claim', f.get('id', '?'))}: {marks.get(f.get('holds'), NOT_MEASURED)} — {evidence}."
+            f"- {f.get('claim', f.get('id', '?'))}: {marks.get(f.get('holds'), NOT_MEASURED)}{noise} — {evidence}."
         )
     if not findings:
         lines.append(f"- {NOT_MEASURED}: the study recorded no findings.")

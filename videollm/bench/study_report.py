@@ -9,6 +9,7 @@ of candidates); synthetic_qa exact match is reported next to it in the table.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,45 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.1f}"
 
 
-def _finding(key: str, claim: str, holds: bool | None, evidence: str) -> dict[str, Any]:
-    return {"id": key, "claim": claim, "holds": holds, "evidence": evidence}
+def _se(cell: dict | None, kind: str = "temporal", task: str = "mc") -> float | None:
+    """Standard error (points) of a cell's accuracy: binomial, over the questions it was scored on."""
+    p, scores = _acc(cell, kind, task), (cell or {}).get(task) or {}
+    n = scores.get("n" if kind == "all" else f"n_{kind}")
+    if p is None or not n:
+        return None
+    return 100.0 * math.sqrt(max(p / 100.0 * (1 - p / 100.0), 1e-4) / n)
+
+
+def _noise(a: dict | None, b: dict | None, kind: str = "temporal") -> float | None:
+    """Standard error (points) of the difference of two cells' accuracies (independent samples)."""
+    sa, sb = _se(a, kind), _se(b, kind)
+    return None if sa is None or sb is None else math.hypot(sa, sb)
+
+
+def _mean_noise(a: list[dict], b: list[dict], kind: str = "temporal") -> float | None:
+    """Standard error (points) of the difference of two groups' mean accuracies."""
+    errors = [[_se(c, kind) for c in group] for group in (a, b)]
+    if any(e is None for group in errors for e in group):
+        return None
+    return math.sqrt(sum(sum(e * e for e in group) / len(group) ** 2 for group in errors))
+
+
+def _finding(
+    key: str,
+    claim: str,
+    holds: bool | None,
+    evidence: str,
+    gap: float | None = None,
+    noise: float | None = None,
+) -> dict[str, Any]:
+    """A verdict with its evidence; with the compared `gap` and its standard error `noise` (points) the
+    finding also says whether the gap is within noise (|gap| < 2 s.e.): on a test split of a few dozen
+    questions per kind, a few points either way decide nothing."""
+    out = {"id": key, "claim": claim, "holds": holds, "evidence": evidence}
+    if gap is not None and noise is not None:
+        out |= {"gap": gap, "noise": noise, "within_noise": abs(gap) < 2 * noise}
+        out["evidence"] += f" (gap {gap:+.1f} ± {noise:.1f} points, 1 s.e.)"
+    return out
 
 
 def _missing(key: str, claim: str, what: str) -> dict[str, Any]:
@@ -95,7 +133,9 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 "temporal_connector_beats_baseline",
                 claim,
                 gap >= BASELINE_MARGIN,
-                f"best: {best['cell']} {_fmt(_acc(best))} % vs baseline {_fmt(_acc(base))} % ({gap:+.1f} points)",
+                f"best: {best['cell']} {_fmt(_acc(best))} % vs baseline {_fmt(_acc(base))} %",
+                gap,
+                _noise(best, base),
             )
         )
 
@@ -118,6 +158,8 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 (_acc(best, "all") or 0.0) > (_acc(other, "all") or 0.0),
                 f"{best['cell']}: MC {_fmt(_acc(best, 'all'))} % (temporal {_fmt(_acc(best))}) vs {other['cell']}: "
                 f"MC {_fmt(_acc(other, 'all'))} % (temporal {_fmt(_acc(other))})",
+                (_acc(best, "all") or 0.0) - (_acc(other, "all") or 0.0),
+                _noise(best, other, "all"),
             )
         )
 
@@ -142,6 +184,8 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 d > e,
                 f"temporal MC: disentangled mean {d:.1f} % ({', '.join(c['cell'] + ' ' + _fmt(_acc(c)) for c in dis)}) vs "
                 f"per-frame mean {e:.1f} % ({', '.join(c['cell'] + ' ' + _fmt(_acc(c)) for c in ent)})",
+                d - e,
+                _mean_noise(dis, ent),
             )
         )
 
@@ -158,6 +202,8 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 cost <= SMALL_COST,
                 f"frames/hi MC {_fmt(_acc(full, 'all'))} % ({full['visual_tokens']} tokens) vs spatial_pool/hi "
                 f"{_fmt(_acc(half, 'all'))} % ({half['visual_tokens']} tokens): cost {cost:+.1f} points",
+                cost,
+                _noise(full, half, "all"),
             )
         )
 
@@ -173,6 +219,8 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 (_acc(t_half) or 0.0) < (_acc(t_full) or 0.0),
                 f"pool3d t={t_full['connector_config'].get('t')}: temporal MC {_fmt(_acc(t_full))} % vs "
                 f"t={t_half['connector_config'].get('t')}: {_fmt(_acc(t_half))} %",
+                (_acc(t_full) or 0.0) - (_acc(t_half) or 0.0),
+                _noise(t_full, t_half),
             )
         )
 
@@ -188,6 +236,8 @@ def findings(study: dict) -> list[dict[str, Any]]:
                 (_acc(many, "all") or 0.0) > (_acc(few, "all") or 0.0),
                 f"{many['connector_config']} ({many['visual_tokens']} tokens): MC {_fmt(_acc(many, 'all'))} % vs "
                 f"{few['connector_config']} ({few['visual_tokens']} tokens): MC {_fmt(_acc(few, 'all'))} %",
+                (_acc(many, "all") or 0.0) - (_acc(few, "all") or 0.0),
+                _noise(many, few, "all"),
             )
         )
     return out
@@ -251,7 +301,8 @@ def markdown(study: dict) -> str:
     lines += ["", "## Does the survey hold on this world?", ""]
     mark = {True: "holds", False: "does not hold", None: "not measured"}
     for f in study.get("findings", []):
-        lines.append(f"- **{f['claim']}**: {mark[f['holds']]}. {f['evidence']}.")
+        noise = " (within noise)" if f.get("within_noise") else ""
+        lines.append(f"- **{f['claim']}**: {mark[f['holds']]}{noise}. {f['evidence']}.")
     if study.get("failed"):
         lines += [
             "",
