@@ -302,7 +302,7 @@ def train_llava_stage(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 10 == 0 or step == stage.steps:
             log(
                 f"{stage.name} step {step}/{stage.steps} loss {np.mean(losses[-10:]):.3f} {(time.perf_counter() - start) / 60:.1f} min"
