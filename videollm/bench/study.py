@@ -57,6 +57,8 @@ STARTER_TOWER = "starter"  # `tower:` value naming the starter's shipped vision 
 # Where a state-dict file keeps the vision tower: a saved videollm / LLaVA-OneVision checkpoint, the in-memory
 # model's keys (the starter's shipped parts), the starter's VisionPretrainer (runs/starter/tower.pt).
 TOWER_PREFIXES = ("vision_tower.vision_model.", "model.vision_tower.", "vision_tower.")
+ALIGN_FILE = "image_align.json"  # in the image-init folder: what align_patches measured
+ALIGN_FIELDS = ("steps", "lr")  # image_align's fields (videollm.bench.study_align.align_patches)
 TOWER_FIELDS = ("vision", "image_size", "patch_size", "vision_config")  # model.tiny fields the tower decides
 RESULT_FILE = "result.json"
 BASELINE = "baseline"
@@ -83,6 +85,7 @@ class StudyConfig:
     model: dict = field(default_factory=dict)  # ModelSpec fields of the image stage (tiny / vision + lm)
     tower: str | None = None  # pretrained vision tower: "starter" or a state-dict file; None: model's own
     image_frame_stride: int | None = None  # image-stage frames: the middle one and every k-th around it
+    image_align: dict | None = None  # {steps, lr}: fit the projector onto word embeddings first (study_align)
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
     eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
@@ -196,6 +199,27 @@ def check_study(cfg: StudyConfig) -> None:
             f"image_frame_stride must be >= 1 (1: every frame) or null (the middle frame only), "
             f"got {cfg.image_frame_stride}"
         )
+    if cfg.image_align is not None:
+        if cfg.tower is None:
+            problems.append(
+                "image_align needs a pretrained tower (`tower:`): a random tower's patches know no words"
+            )
+        unknown = sorted(set(cfg.image_align) - set(ALIGN_FIELDS))
+        if unknown:
+            problems.append(f"image_align: unknown field(s) {unknown}; fields: {', '.join(ALIGN_FIELDS)}")
+        else:
+            try:  # YAML reads 3e-3 (no dot) as a string: numbers are numbers here
+                steps, lr = int(cfg.image_align.get("steps", 300)), float(cfg.image_align.get("lr", 3e-3))
+            except (TypeError, ValueError):
+                problems.append(
+                    f"image_align: steps must be an integer and lr a number, got {cfg.image_align}"
+                )
+            else:
+                if steps < 1 or lr <= 0:
+                    problems.append(
+                        f"image_align: steps must be >= 1 and lr > 0 (or image_align: null), got {cfg.image_align}"
+                    )
+                cfg.image_align = {"steps": steps, "lr": lr}
     if problems:
         raise StudyError(f"{where}: " + "; ".join(problems))
 
@@ -496,10 +520,19 @@ def image_init(cfg: StudyConfig, out: Path, log: Log, world: Path | None = None)
     log(
         f"image stage: tiny LM + the pretrained tower of {path} ({sum(v.numel() for v in state.values()):,} weights)"
     )
+    if cfg.image_align is not None:
+        from videollm.bench.study_align import align_patches
+
+        if world is None:
+            raise StudyError("image_align needs the rendered world")
+        frames = image_frames(int(cfg.world.get("frames", 16)), cfg.image_frame_stride)
+        aligned = align_patches(model, processor, world, frames, seed=cfg.seed, log=log, **cfg.image_align)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
+    if cfg.image_align is not None:
+        (tmp / ALIGN_FILE).write_text(json.dumps(aligned, indent=1))
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
     return out
@@ -517,6 +550,8 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     settings = {"model": cfg.model, "stage": cfg.image_stage, "world": cfg.world, "seed": cfg.seed}
     if tower is not None or cfg.image_frame_stride is not None:  # keys of older settings stay as they were
         settings |= {"tower": tower, "image_frame_stride": cfg.image_frame_stride}
+    if cfg.image_align is not None:
+        settings["image_align"] = cfg.image_align
     key = _fingerprint(settings)
     out = work / "image_stage" / key
     if (out / RUN_FILE).is_file():
@@ -808,6 +843,8 @@ def scores(results: dict) -> dict[str, Any]:
                 "static": by.get("static", {}).get(metric),
                 "temporal": by.get("temporal", {}).get(metric),
                 "n": d.get("n"),
+                "n_static": by.get("static", {}).get("n"),
+                "n_temporal": by.get("temporal", {}).get("n"),
                 "n_errors": d.get("n_errors"),
             }
     if "synthetic_caption" in details:
@@ -968,6 +1005,12 @@ def finished(work: Path) -> dict[str, dict]:
     return out
 
 
+def _align_record(work: Path, image_model: Path) -> dict | None:
+    """What the image align step measured (`study_align.align_patches`), if the image model had one."""
+    path = work / "image_init" / image_model.name / ALIGN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path, run: dict) -> dict:
     """The study record of every finished cell in `work`, with the findings checked on them;
     `run`: the run record (machine, date, command, load average) taken when this run started."""
@@ -981,6 +1024,7 @@ def _study(cfg: StudyConfig, work: Path, world: Path, image_model: Path, run: di
         **run,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "image_model": str(image_model),
+        "image_align": _align_record(work, image_model),
         "chance": {"mc": mc_chance(world)},
         "cells": finished(work),
         "planned": [c.name for c in grid(cfg)],
