@@ -197,3 +197,26 @@ def test_grouped_batches_hold_one_modality_sorted_by_length():
     assert list(sampler) != order
     sampler.set_epoch(0)
     assert list(sampler) == order
+
+
+def test_images_as_video_become_one_frame_videos_in_their_place(tmp_path, world):
+    records = json.loads((world / "train" / "instruct.json").read_text())
+    image = next(r["image"] for r in records if "image" in r)
+    video = next(r["video"] for r in records if "video" in r)
+    mixed = {
+        "id": "mixed",
+        "image": image,
+        "video": video,
+        "conversations": [
+            {"from": "human", "value": "<image>\nThis frame, then <video>\nthis clip: same objects?"},
+            {"from": "gpt", "value": "Yes."},
+        ],
+    }
+    source = [DataSource(_write(tmp_path / "mixed.json", [mixed]), str(world / "train"))]
+    plain = LlavaDataset(source, FrameSampler.uniform(4))[0]
+    as_video = LlavaDataset(source, FrameSampler.uniform(4), images_as_video=True)[0]
+    assert [p["type"] for p in plain.messages[0]["content"]] == ["image", "text", "video", "text"]
+    assert [p["type"] for p in as_video.messages[0]["content"]] == ["video", "text", "video", "text"]
+    assert as_video.images == [] and [v.num_frames for v in as_video.videos] == [1, 4]
+    assert np.array_equal(as_video.videos[0].frames[0], plain.images[0])  # the same pixels, now a frame
+    assert np.array_equal(as_video.videos[1].frames, plain.videos[0].frames)

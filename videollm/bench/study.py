@@ -402,6 +402,8 @@ def _data(world: Path, modality: str) -> dict:
     return {
         "files": [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}],
         "num_workers": 0,
+        # the image model learns through the video path it is evaluated and carried through (one frame)
+        "images_as_video": modality == "image",
     }
 
 
@@ -552,6 +554,7 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
         settings |= {"tower": tower, "image_frame_stride": cfg.image_frame_stride}
     if cfg.image_align is not None:
         settings["image_align"] = cfg.image_align
+    settings["images"] = "one-frame videos"  # the image stage's input path (`data.images_as_video`)
     key = _fingerprint(settings)
     out = work / "image_stage" / key
     if (out / RUN_FILE).is_file():

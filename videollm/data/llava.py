@@ -330,10 +330,12 @@ class LlavaDataset:
         *,
         frame_cache: FrameCache | None = None,
         seed: int = 0,
+        images_as_video: bool = False,
     ):
         self.sources = list(sources)
         self.sampler = sampler
         self.frame_cache = frame_cache
+        self.images_as_video = images_as_video
         self.per_source = load_records(self.sources)
         self.index = mixture([len(r) for r in self.per_source], [s.weight for s in self.sources], seed)
 
@@ -366,16 +368,51 @@ class LlavaDataset:
             images = [load_image(p) for p in record.images]
         except (OSError, ValueError) as e:  # VideoError is a ValueError; PIL raises OSError
             raise DataError([f"{record.where}: cannot decode its media: {e}"]) from e
+        messages = [{"role": m["role"], "content": [dict(p) for p in m["content"]]} for m in record.messages]
+        if self.images_as_video and images:
+            messages, videos = images_to_videos(messages, videos, images, record.where)
+            images = []
         return Sample(
             id=record.id,
             where=record.where,
             modality=record.modality,
-            messages=[
-                {"role": m["role"], "content": [dict(p) for p in m["content"]]} for m in record.messages
-            ],
+            messages=messages,
             videos=videos,
             images=images,
         )
+
+
+def images_to_videos(
+    messages: list[dict], videos: list[Video], images: list[np.ndarray], where: str
+) -> tuple[list[dict], list[Video]]:
+    """Every image as a one-frame video, in its place among the sample's videos.
+
+    An image-LLM that will be carried to video and *evaluated through its video path* (the study's
+    single-frame baseline, every cell) must learn through that path too: the video preprocessing, the
+    connector's token layout and newline, not the image processor's tiles and row newlines.
+    """
+    from videollm.video.types import Video
+
+    stills, clips, ordered = iter(images), iter(videos), []
+    for message in messages:
+        for part in message["content"]:
+            if part.get("type") == "video":
+                ordered.append(next(clips))
+            elif part.get("type") == "image":
+                frame = next(stills)
+                part["type"] = "video"
+                ordered.append(
+                    Video(
+                        frames=frame[None],
+                        timestamps=np.zeros(1),
+                        indices=np.zeros(1, np.int64),
+                        fps=1.0,
+                        duration=0.0,
+                        num_source_frames=1,
+                        source=f"{where} (image)",
+                    )
+                )
+    return messages, ordered
 
 
 __all__ = [

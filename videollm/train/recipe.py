@@ -63,6 +63,9 @@ class DataSpec:
     num_workers: int = 0
     frame_cache: str | None = None  # folder for decoded frames (reused across epochs and runs)
     group_by_modality: bool = True
+    images_as_video: bool = (
+        False  # each image enters as a one-frame video (the video path), not the image path
+    )
 
 
 @dataclass

@@ -67,11 +67,22 @@ def load_datasets(recipe: Recipe) -> tuple[LlavaDataset, LlavaDataset | None]:
 
     cache = FrameCache(recipe.data.frame_cache) if recipe.data.frame_cache else None
     sampler = frame_sampler(recipe.frames)
-    train = LlavaDataset(data_sources(recipe.data.files), sampler, frame_cache=cache, seed=recipe.seed)
+    as_video = recipe.data.images_as_video
+    train = LlavaDataset(
+        data_sources(recipe.data.files),
+        sampler,
+        frame_cache=cache,
+        seed=recipe.seed,
+        images_as_video=as_video,
+    )
     evaluation = None
     if recipe.data.eval_files:
         evaluation = LlavaDataset(
-            data_sources(recipe.data.eval_files), sampler, frame_cache=cache, seed=recipe.seed
+            data_sources(recipe.data.eval_files),
+            sampler,
+            frame_cache=cache,
+            seed=recipe.seed,
+            images_as_video=as_video,
         )
     return train, evaluation
 
