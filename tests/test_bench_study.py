@@ -172,8 +172,9 @@ def test_findings_follow_the_numbers():
         _cell("side", "strategy", "side", "spatial_pool", "hi", (70, 40)),
         _cell("ad", "strategy", "adapter_st", "spatial_pool", "hi", (75, 50)),
     ]
-    study = {"cells": {c["cell"]: c for c in cells}, "chance": {"mc": {"temporal": 25.0}}}
+    study = {"cells": {c["cell"]: c for c in cells}, "chance": {"mc": {"temporal": 25.0, "static": 35.0}}}
     verdicts = {f["id"]: f for f in study_report.findings(study)}
+    assert verdicts["image_model_sees"]["holds"] is True  # static 80 vs chance 35
     assert verdicts["baseline_near_chance"]["holds"] is True
     assert verdicts["temporal_connector_beats_baseline"]["holds"] is True  # 70 vs 27
     assert "spatiotemporal_pool__hi" not in verdicts["temporal_connector_beats_baseline"]["evidence"]
@@ -188,6 +189,9 @@ def test_findings_follow_the_numbers():
     study["cells"]["b"]["mc"]["temporal"] = 0.0
     assert {f["id"]: f["holds"] for f in study_report.findings(study)}["baseline_near_chance"] is False
     assert "within_noise" not in verdicts["temporal_pooling_hurts"]  # no question counts: no noise claimed
+    # an image model at chance on static questions is called out: the other findings rest on it
+    study["cells"]["b"]["mc"]["static"] = 38.0
+    assert {f["id"]: f["holds"] for f in study_report.findings(study)}["image_model_sees"] is False
 
 
 def test_findings_say_when_a_gap_is_within_noise():

@@ -101,6 +101,24 @@ def findings(study: dict) -> list[dict[str, Any]]:
     out = []
     base = _find(cells, sweep="baseline")
 
+    # the premise of every other finding: the image model the cells start from reads its frame
+    claim = f"the image-stage model sees: its single-frame static MC accuracy beats chance by ≥ {NEAR_CHANCE:g} points"
+    static_chance = study.get("chance", {}).get("mc", {}).get("static")
+    if base is None or static_chance is None:
+        out.append(_missing("image_model_sees", claim, "the single-frame baseline"))
+    else:
+        b = _acc(base, "static")
+        out.append(
+            _finding(
+                "image_model_sees",
+                claim,
+                b is not None and b - static_chance >= NEAR_CHANCE,
+                f"baseline static MC accuracy {_fmt(b)} % vs chance {_fmt(static_chance)} %; when this does not "
+                "hold, the cells start from a model that does not read its frames and the findings below "
+                "cannot show the survey's effects",
+            )
+        )
+
     claim = f"the single-frame baseline is near chance on temporal questions (within {NEAR_CHANCE:g} points)"
     if base is None or chance is None:
         out.append(_missing("baseline_near_chance", claim, "the single-frame baseline"))
