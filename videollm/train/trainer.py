@@ -67,23 +67,18 @@ def load_datasets(recipe: Recipe) -> tuple[LlavaDataset, LlavaDataset | None]:
 
     cache = FrameCache(recipe.data.frame_cache) if recipe.data.frame_cache else None
     sampler = frame_sampler(recipe.frames)
-    as_video = recipe.data.images_as_video
-    train = LlavaDataset(
-        data_sources(recipe.data.files),
-        sampler,
-        frame_cache=cache,
-        seed=recipe.seed,
-        images_as_video=as_video,
-    )
-    evaluation = None
-    if recipe.data.eval_files:
-        evaluation = LlavaDataset(
-            data_sources(recipe.data.eval_files),
+
+    def mixture(files: list[DataFile]) -> LlavaDataset:
+        return LlavaDataset(
+            data_sources(files),
             sampler,
             frame_cache=cache,
             seed=recipe.seed,
-            images_as_video=as_video,
+            images_as_video=recipe.data.images_as_video,
         )
+
+    train = mixture(recipe.data.files)
+    evaluation = mixture(recipe.data.eval_files) if recipe.data.eval_files else None
     return train, evaluation
 
 
