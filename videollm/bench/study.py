@@ -481,6 +481,8 @@ def image_init(cfg: StudyConfig, out: Path, log: Log, world: Path | None = None)
     state = tower_state(path)
     tiny_options = dict(cfg.model["tiny"])
     vocab = int(tiny_options.pop("tokenizer_vocab", 1024))
+    if tiny_options.get("tokenizer", "") is None:  # null: the tiny LM's own byte-level tokenizer
+        tiny_options.pop("tokenizer")
     if tiny_options.get("tokenizer") == "world":
         if world is None:
             raise StudyError("model.tiny.tokenizer: world needs the rendered world")
