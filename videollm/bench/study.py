@@ -61,6 +61,7 @@ ALIGN_FILE = "image_align.json"  # in the image-init folder: what align_patches 
 ALIGN_FIELDS = ("steps", "lr")  # image_align's fields (videollm.bench.study_align.align_patches)
 TOWER_FIELDS = ("vision", "image_size", "patch_size", "vision_config")  # model.tiny fields the tower decides
 RESULT_FILE = "result.json"
+TEXT_COPIES = 4  # text stage: multiple-choice copies per question, options reshuffled (study_text)
 BASELINE = "baseline"
 TIMEOUT_REASON = "the vLLM engine did not finish within"
 SERVING_TIMEOUTS_TO_STOP = 2  # cells whose vLLM run timed out before the study stops measuring serving
@@ -86,6 +87,10 @@ class StudyConfig:
     tower: str | None = None  # pretrained vision tower: "starter" or a state-dict file; None: model's own
     image_frame_stride: int | None = None  # image-stage frames: the middle one and every k-th around it
     image_align: dict | None = None  # {steps, lr}: fit the projector onto word embeddings first (study_align)
+    video_turns: dict | None = (
+        None  # {max_turns, captions}: pack each clip's questions (study_turns); None: as rendered
+    )
+    text_stage: dict | None = None  # recipe fields (+ copies) of the LM's text stage before the image stage
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
     eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
@@ -220,6 +225,28 @@ def check_study(cfg: StudyConfig) -> None:
                         f"image_align: steps must be >= 1 and lr > 0 (or image_align: null), got {cfg.image_align}"
                     )
                 cfg.image_align = {"steps": steps, "lr": lr}
+    if cfg.video_turns is not None:
+        turns = cfg.video_turns
+        unknown = sorted(set(turns) - {"max_turns", "captions"})
+        max_turns, captions = turns.get("max_turns", 8), turns.get("captions", 2)
+        if unknown:
+            problems.append(f"video_turns: unknown field(s) {unknown}; fields: max_turns, captions")
+        elif not (
+            isinstance(max_turns, int) and max_turns >= 1 and isinstance(captions, int) and captions >= 0
+        ):
+            problems.append(
+                f"video_turns: max_turns must be an integer >= 1 and captions one >= 0 (or video_turns: null), got {turns}"
+            )
+        else:
+            cfg.video_turns = {"max_turns": max_turns, "captions": captions}
+    if cfg.text_stage is not None:
+        if cfg.tower is None:
+            problems.append("text_stage needs `tower:` (it trains the tiny LM of the image-init model)")
+        copies = cfg.text_stage.get("copies", TEXT_COPIES)
+        if not isinstance(copies, int) or copies < 1:
+            problems.append(
+                f"text_stage.copies must be an integer >= 1 (multiple-choice copies per question), got {copies!r}"
+            )
     if problems:
         raise StudyError(f"{where}: " + "; ".join(problems))
 
@@ -374,7 +401,10 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     from videollm.data.synthetic import render_world
 
     root = work / "world"
-    key = _fingerprint({"world": cfg.world, "image_frame_stride": cfg.image_frame_stride})
+    settings = {"world": cfg.world, "image_frame_stride": cfg.image_frame_stride}
+    if cfg.video_turns is not None:
+        settings["video_turns"] = cfg.video_turns
+    key = _fingerprint(settings)
     stamp = root / "study_world.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()).get("key") == key):
         log(f"rendering the synthetic world {cfg.world} → {root}")
@@ -386,6 +416,22 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
             records = [
                 r for name in ("instruct.json", "align.json") for r in _split_records(train / name, modality)
             ]
+            if modality == "video" and cfg.video_turns is not None:
+                from videollm.bench.study_turns import pack_turns
+
+                questions = _split_records(train / "instruct.json", "video")
+                captions = _split_records(train / "align.json", "video")
+                records = pack_turns(
+                    questions,
+                    captions,
+                    cfg.video_turns["max_turns"],
+                    cfg.video_turns["captions"],
+                    seed=int(cfg.world.get("seed", 0)),
+                )
+                log(
+                    f"video stage data: {len(records)} samples ({len(questions)} questions packed "
+                    f"{cfg.video_turns['max_turns']} to a conversation, {cfg.video_turns['captions']} captions a clip)"
+                )
             if modality == "image":
                 records += extra_image_samples(root, cfg)
                 log(
@@ -557,13 +603,18 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     if cfg.image_align is not None:
         settings["image_align"] = cfg.image_align
     settings["images"] = "one-frame videos"  # the image stage's input path (`data.images_as_video`)
+    if cfg.text_stage is not None:
+        settings["text_stage"] = cfg.text_stage
     key = _fingerprint(settings)
     out = work / "image_stage" / key
     if (out / RUN_FILE).is_file():
         return out
     model = copy.deepcopy(cfg.model)
     if cfg.tower is not None:
-        model = {"base": str(image_init(cfg, work / "image_init" / key, log, world))}
+        init = image_init(cfg, work / "image_init" / key, log, world)
+        if cfg.text_stage is not None:
+            init = text_stage(cfg, init, work / "text_stage" / key, world, log)
+        model = {"base": str(init)}
     tree = {
         "name": "study_image_stage",
         "stage": "finetune",
@@ -583,6 +634,41 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     result = train(_recipe(tree, f"{cfg.source}: image_stage"))
     log(
         f"image stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
+    )
+    return out
+
+
+def text_stage(cfg: StudyConfig, init: Path, out: Path, world: Path, log: Log) -> Path:
+    """The image-init model after its LM learned the world's questions from text (`study_text`)."""
+    from videollm.bench.study_text import text_samples
+    from videollm.train.trainer import RUN_FILE, train
+
+    if (out / RUN_FILE).is_file():
+        return out
+    fields = copy.deepcopy(cfg.text_stage)
+    copies = fields.pop("copies", TEXT_COPIES)
+    train_dir = world / "train"
+    data = train_dir / f"study_text_{copies}.json"
+    samples = text_samples(train_dir, copies=copies, seed=cfg.seed)
+    data.write_text(json.dumps(samples), encoding="utf-8")
+    tree = {
+        "name": "study_text_stage",
+        "stage": "finetune",
+        "model": {"base": str(init)},
+        "strategy": "full",
+        "data": {"files": [{"path": str(data), "media_root": str(train_dir)}], "num_workers": 0},
+        "save_steps": 10**9,
+        "log_steps": 50,
+        **fields,
+        "output_dir": str(out),
+        "resume": True,
+        "seed": cfg.seed,
+    }
+    log(f"text stage: the tiny LM learns the world's questions from {len(samples)} text samples → {out}")
+    start = time.perf_counter()
+    result = train(_recipe(tree, f"{cfg.source}: text_stage"))
+    log(
+        f"text stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
     )
     return out
 
@@ -779,11 +865,14 @@ def _kill_group(pgid: int) -> None:
 
 def throughput_env() -> dict[str, str]:
     """The vLLM subprocess's environment: every core for the model (measured faster on CPU than
-    vLLM's default of reserving one for the frontend) and a small KV cache (tiny models, shared
-    machines), unless the caller set them."""
+    vLLM's default of reserving one for the frontend), a small KV cache (tiny models, shared
+    machines) and V1's engine core in the measuring process (measured on 2 cores: 17 s from start
+    to result instead of 47 s, the worker and engine-core processes each re-importing vLLM; the
+    batch itself ran no slower), unless the caller set them."""
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     return env
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -66,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "startup_s": startup,
                 "enforce_eager": args.enforce_eager,
                 "dtype": engine.dtype,
+                # vLLM V1's engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) or in its own
+                "engine_core": "in-process"
+                if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+                else "subprocess",
             }
         )
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -176,10 +176,12 @@ class SupervisedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _candidates(self, i: int) -> list[int]:
+    def _candidates(self, i: int) -> Iterator[int]:
+        """`i`, then the samples after it (wrapping) of its modality: lazily, as nearly every call
+        takes the first (a list of all of them cost O(dataset) per sample: measured 2× slower steps
+        on a 130k-sample mixture)."""
         n = len(self.modalities)
-        order = [(i + k) % n for k in range(n)]
-        return [j for j in order if self.modalities[j] == self.modalities[i]]
+        return (j for j in ((i + k) % n for k in range(n)) if self.modalities[j] == self.modalities[i])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         skipped: list[str] = []
