@@ -33,6 +33,8 @@ CONFIG = Path(__file__).resolve().parents[1] / "train" / "recipes" / "study.yaml
 MICRO = [
     "world.num_videos=4",
     "world.num_test_videos=2",
+    "text_stage.max_steps=2",
+    "text_stage.batch_size=2",
     "image_stage.max_steps=2",
     "image_stage.batch_size=2",
     "video_stage.max_steps=2",
@@ -250,7 +252,17 @@ def test_micro_grid_end_to_end_and_resume(tmp_path, capsys):
         "frames/synth_s0_train_00000_t008.png" in images
         and "study_frames/synth_s0_train_00000_t000.png" in images
     )
-    assert (work / "world" / "train" / "study_frames" / "synth_s0_train_00003_t014.png").is_file()
+    last = image_frames(16, load_study(CONFIG).image_frame_stride)[-1]
+    assert (
+        last > 8
+        and (work / "world" / "train" / "study_frames" / f"synth_s0_train_00003_t{last:03d}.png").is_file()
+    )
+    # the LM's text stage ran first (the image stage started from it); the video stage's clips carry
+    # several questions each
+    (text,) = (work / "text_stage").iterdir()
+    assert (text / "config.json").is_file()
+    packed = json.loads((work / "world" / "train" / "study_video.json").read_text())
+    assert any(len(r["conversations"]) > 2 for r in packed)
     # the cell started from the image-stage model: every non-connector weight carried over unchanged
     (image_model,) = (work / "image_stage").iterdir()
     image = load_file(image_model / "model.safetensors")

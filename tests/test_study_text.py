@@ -4,6 +4,7 @@ rendered world's questions, config errors, and a real text-stage run feeding the
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_pack_turns_asks_each_question_once_per_conversation_and_keeps_captions_
     questions = [r for r in records if "video" in r]
     captions = [r for r in json.loads((tmp_path / "train" / "align.json").read_text()) if "video" in r]
     packed = pack_turns(questions, captions, max_turns=4, captions_per_video=2, seed=0)
-    convs = [s for s in packed if len(s["conversations"]) > 2 or s["id"].rsplit("_", 2)[-2][:1] == "r"]
+    convs = [s for s in packed if re.search(r"_r\d+_\d+$", s["id"])]  # VIDEO_QN_FORM_rROUND_PART
     singles = [s for s in packed if s not in convs]
     assert len(singles) == 2 * 3 and all(s in captions for s in singles)
     # every (question, form) pair of the world is asked exactly once across a clip's conversations
@@ -86,3 +87,25 @@ def test_pack_turns_asks_each_question_once_per_conversation_and_keeps_captions_
     assert {r["form"] for r in questions} == set(FORMS)
     with pytest.raises(ValueError, match="max_turns must be >= 1"):
         pack_turns(questions, captions, max_turns=0, captions_per_video=1, seed=0)
+
+
+def test_replay_mixes_that_share_of_text_samples_into_a_stage(tmp_path):
+    from videollm.bench.study import _data
+    from videollm.data.llava import DataSource, LlavaDataset
+    from videollm.video.sampling import FrameSampler
+
+    render_world(tmp_path, num_videos=3, num_test_videos=1, frames=8, size=32)
+    train = tmp_path / "train"
+    video = [r for r in json.loads((train / "instruct.json").read_text()) if "video" in r]
+    (train / "study_video.json").write_text(json.dumps(video))
+    cfg = load_study(CONFIG, "small", ["text_stage.replay=0.25"])
+    data = _data(tmp_path, "video", cfg)
+    (stage, text) = data["files"]
+    assert stage["path"].endswith("study_video.json") and "study_text_" in text["path"]
+    sources = [DataSource(f["path"], f["media_root"], f.get("weight", 1.0)) for f in data["files"]]
+    mixture = LlavaDataset(sources, FrameSampler.uniform(4))
+    share = sum(m == "text" for m in mixture.modalities) / len(mixture)
+    assert abs(share - 0.25) < 0.01
+    assert len(_data(tmp_path, "video", load_study(CONFIG, "small", ["text_stage.replay=0"]))["files"]) == 1
+    with pytest.raises(StudyError, match=r"text_stage\.replay must be a share in \[0, 1\)"):
+        load_study(CONFIG, "small", ["text_stage.replay=1"])

@@ -9,9 +9,13 @@
    settings). As in the survey's setting it starts from a pretrained image encoder: with
    `tower: starter` the starter's SigLIP tower (`videollm.starter.vision`, pretrained on dense
    per-patch and per-object labels of rendered frames), loaded from the package's shipped parts
-   into OUT/image_init; an LM trained from scratch on LM loss alone never learns to see;
+   into OUT/image_init; an LM trained from scratch on LM loss alone never learns to see. With
+   `text_stage`, the tiny LM first learns the world's questions from text (`study_text`: the answer
+   in the prompt, multiple-choice letters included), cached in OUT/text_stage, as a pretrained LLM
+   arrives knowing them; `text_stage.replay` mixes those samples into the later stages;
 3. per cell: the image model carried to video with the cell's connector (every image weight kept,
-   the connector fresh), the video stage trained with the cell's strategy through
+   the connector fresh), the video stage (with `video_turns`, each clip's questions packed into
+   conversations: `study_turns`) trained with the cell's strategy through
    `videollm.train.trainer.train` (LoRA runs merged with `videollm.train.export`), evaluated with
    `videollm.eval`'s runner (synthetic_qa / synthetic_mc by static vs temporal type,
    synthetic_caption CIDEr), and measured: visual tokens per video, trainable parameters, train
@@ -242,6 +246,11 @@ def check_study(cfg: StudyConfig) -> None:
     if cfg.text_stage is not None:
         if cfg.tower is None:
             problems.append("text_stage needs `tower:` (it trains the tiny LM of the image-init model)")
+        replay = cfg.text_stage.get("replay", 0.0)
+        if not (isinstance(replay, int | float) and 0 <= replay < 1):
+            problems.append(
+                f"text_stage.replay must be a share in [0, 1) of the later stages' samples, got {replay!r}"
+            )
         copies = cfg.text_stage.get("copies", TEXT_COPIES)
         if not isinstance(copies, int) or copies < 1:
             problems.append(
@@ -443,14 +452,38 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     return root
 
 
-def _data(world: Path, modality: str) -> dict:
+def _data(world: Path, modality: str, cfg: StudyConfig | None = None) -> dict:
+    """The stage's data: its modality's samples, plus, with `text_stage.replay`, the text stage's
+    samples as that share of the mixture (the MC letter pointer learned from text is kept, not
+    overwritten: without it the video stage collapsed every MC reply to "(A)")."""
     train = world / "train"
+    files = [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}]
+    replay = float((cfg.text_stage or {}).get("replay", 0.0)) if cfg is not None else 0.0
+    if replay > 0:
+        text = text_data(cfg, world)
+        n_text = len(json.loads(text.read_text(encoding="utf-8")))
+        n_stage = len(json.loads(Path(files[0]["path"]).read_text(encoding="utf-8")))
+        files.append(
+            {"path": str(text), "media_root": str(train), "weight": replay / (1 - replay) * n_stage / n_text}
+        )
     return {
-        "files": [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}],
+        "files": files,
         "num_workers": 0,
         # the image model learns through the video path it is evaluated and carried through (one frame)
         "images_as_video": modality == "image",
     }
+
+
+def text_data(cfg: StudyConfig, world: Path) -> Path:
+    """The text stage's samples (`study_text.text_samples`) in the world's train folder, written once."""
+    from videollm.bench.study_text import text_samples
+
+    copies = (cfg.text_stage or {}).get("copies", TEXT_COPIES)
+    path = world / "train" / f"study_text_{copies}_seed{cfg.seed}.json"
+    if not path.is_file():
+        samples = text_samples(world / "train", copies=copies, seed=cfg.seed)
+        path.write_text(json.dumps(samples), encoding="utf-8")
+    return path
 
 
 def _recipe(tree: dict, source: str) -> Any:
@@ -613,14 +646,17 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     if cfg.tower is not None:
         init = image_init(cfg, work / "image_init" / key, log, world)
         if cfg.text_stage is not None:
-            init = text_stage(cfg, init, work / "text_stage" / key, world, log)
+            # replay is the later stages' data: the text stage itself is the same with or without it
+            text = {k: v for k, v in cfg.text_stage.items() if k != "replay"}
+            text_key = _fingerprint({**settings, "stage": None, "text_stage": text})
+            init = text_stage(cfg, init, work / "text_stage" / text_key, world, log)
         model = {"base": str(init)}
     tree = {
         "name": "study_image_stage",
         "stage": "finetune",
         "model": model,
         "strategy": "full",
-        "data": _data(world, "image"),
+        "data": _data(world, "image", cfg),
         "frames": {"sampler": "uniform", "num_frames": cfg.frames},
         "save_steps": 10**9,
         "log_steps": 25,
@@ -640,17 +676,16 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
 
 def text_stage(cfg: StudyConfig, init: Path, out: Path, world: Path, log: Log) -> Path:
     """The image-init model after its LM learned the world's questions from text (`study_text`)."""
-    from videollm.bench.study_text import text_samples
     from videollm.train.trainer import RUN_FILE, train
 
     if (out / RUN_FILE).is_file():
         return out
     fields = copy.deepcopy(cfg.text_stage)
-    copies = fields.pop("copies", TEXT_COPIES)
+    fields.pop("copies", None)
+    fields.pop("replay", None)
     train_dir = world / "train"
-    data = train_dir / f"study_text_{copies}.json"
-    samples = text_samples(train_dir, copies=copies, seed=cfg.seed)
-    data.write_text(json.dumps(samples), encoding="utf-8")
+    data = text_data(cfg, world)
+    samples = json.loads(data.read_text(encoding="utf-8"))
     tree = {
         "name": "study_text_stage",
         "stage": "finetune",
@@ -1002,7 +1037,7 @@ def run_cell(
             "name": cell.name,
             "stage": "finetune",
             "model": {"base": str(base)},
-            "data": _data(world, "video"),
+            "data": _data(world, "video", cfg),
             "frames": {"sampler": "uniform", "num_frames": cell.frames},
             "save_steps": 10**9,
             "log_steps": 25,
