@@ -112,3 +112,23 @@ def test_vision_distill_needs_a_strategy_that_changes_the_vision_tower(tmp_path,
 
     with pytest.raises(RecipeError, match="nothing in the vision tower trains"):
         short_run(world, base, tmp_path / "run", strategy="lora", distill={"weight": 1.0, "target": "vision"})
+
+
+@pytest.mark.parametrize("strategy", ["frozen", "adapter", "side"])
+def test_text_only_samples_with_a_visual_path_strategy_are_refused_up_front(tmp_path, world, base, strategy):
+    import json
+
+    from videollm.train.recipe import RecipeError
+
+    text = tmp_path / "text.json"
+    turns = [
+        {"from": "human", "value": "The circle is red.\nWhat color is the circle?"},
+        {"from": "gpt", "value": "red"},
+    ]
+    text.write_text(json.dumps([{"id": f"t{i}", "conversations": turns} for i in range(3)]))
+    files = [{"path": str(world / "train" / "instruct.json"), "weight": 0.1}, {"path": str(text)}]
+    with pytest.raises(
+        RecipeError, match=rf"strategy '{strategy}' trains only modules on the visual path, so the 3 "
+    ):
+        short_run(world, base, tmp_path / "run", strategy=strategy, **{"data.files": files})
+    assert not (tmp_path / "run" / "config.json").exists()

@@ -452,13 +452,18 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     return root
 
 
-def _data(world: Path, modality: str, cfg: StudyConfig | None = None) -> dict:
+def _data(world: Path, modality: str, cfg: StudyConfig | None = None, strategy: str = "full") -> dict:
     """The stage's data: its modality's samples, plus, with `text_stage.replay`, the text stage's
     samples as that share of the mixture (the MC letter pointer learned from text is kept, not
-    overwritten: without it the video stage collapsed every MC reply to "(A)")."""
+    overwritten: without it the video stage collapsed every MC reply to "(A)"). Not for a strategy
+    that leaves the LM frozen: its pointer cannot be overwritten, and text reaches none of its weights."""
+    from videollm.train.trainer import VISUAL_PATH_STRATEGIES
+
     train = world / "train"
     files = [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}]
     replay = float((cfg.text_stage or {}).get("replay", 0.0)) if cfg is not None else 0.0
+    if strategy in VISUAL_PATH_STRATEGIES:
+        replay = 0.0
     if replay > 0:
         text = text_data(cfg, world)
         n_text = len(json.loads(text.read_text(encoding="utf-8")))
@@ -1037,7 +1042,7 @@ def run_cell(
             "name": cell.name,
             "stage": "finetune",
             "model": {"base": str(base)},
-            "data": _data(world, "video", cfg),
+            "data": _data(world, "video", cfg, fields["strategy"]),
             "frames": {"sampler": "uniform", "num_frames": cell.frames},
             "save_steps": 10**9,
             "log_steps": 25,

@@ -57,6 +57,11 @@ def frame_sampler(spec: FramesSpec) -> Any:
     return FrameSampler.uniform(spec.num_frames)
 
 
+# Strategies whose trainable modules all sit between the pixels and the LM's input (projector, connector,
+# adapters in the tower, a side network): a text-only sample never reaches them.
+VISUAL_PATH_STRATEGIES = ("frozen", "adapter", "side")
+
+
 def data_sources(files: list[DataFile]) -> list[DataSource]:
     return [DataSource(f.path, f.media_root, f.weight) for f in files]
 
@@ -372,6 +377,13 @@ def train(recipe: Recipe) -> RunResult:
     if recipe.deepspeed and launched_distributed():
         init_deepspeed_comm()
     train_raw, eval_raw = load_datasets(recipe)
+    text_only = sum(m == "text" for m in train_raw.modalities)
+    if text_only and recipe.strategy in VISUAL_PATH_STRATEGIES:
+        raise RecipeError(
+            f"strategy {recipe.strategy!r} trains only modules on the visual path, so the {text_only} text-only "
+            "samples in data.files would give no gradient (a batch of them cannot backpropagate): remove them, "
+            "or train the LM too (strategy lora or full)"
+        )
     distill = recipe.distill is not None and recipe.distill.weight > 0
     if (
         distill
