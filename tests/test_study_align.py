@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from videollm.bench.study import ALIGN_FILE, StudyError, image_init, load_study, prepare_world
+from videollm.bench.study import ALIGN_FILE, StudyError, image_frames, image_init, load_study, prepare_world
 from videollm.bench.study_align import PATCH_VOCAB, patch_labels, patch_targets
 from videollm.data.world import FrameState, ObjectState
 
@@ -54,7 +54,7 @@ def test_image_align_fits_the_projector_onto_word_embeddings(tmp_path):
     world = prepare_world(cfg, tmp_path / "work", print)
     out = image_init(cfg, tmp_path / "init", print, world)
     measured = json.loads((out / ALIGN_FILE).read_text())
-    # 4 clips × 8 frames × 64 patches; the starter's tower knows each patch's colour, so the projector learns
-    # to point object patches at their colour word (chance: 1 in 8)
-    assert measured["tokens"] == 4 * 8 * 64
+    # 4 clips × the image stage's frames × 64 patches; the starter's tower knows each patch's colour, so the
+    # projector learns to point object patches at their colour word (chance: 1 in 8)
+    assert measured["tokens"] == 4 * len(image_frames(16, cfg.image_frame_stride)) * 64
     assert measured["nearest_color_accuracy"] > 60 and measured["cosine"] > 0.5
