@@ -632,7 +632,7 @@ def _file_hash(path: Path) -> str:
 
 def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     """The image-stage model every cell starts from (trained once per settings, then cached)."""
-    from videollm.train.trainer import RUN_FILE, train
+    from videollm.train.trainer import RUN_FILE
 
     tower = None if cfg.tower is None else {"source": cfg.tower, "sha256": _file_hash(tower_file(cfg.tower))}
     settings = {"model": cfg.model, "stage": cfg.image_stage, "world": cfg.world, "seed": cfg.seed}
@@ -656,61 +656,55 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
             text_key = _fingerprint({**settings, "stage": None, "text_stage": text})
             init = text_stage(cfg, init, work / "text_stage" / text_key, world, log)
         model = {"base": str(init)}
+    fields = copy.deepcopy(cfg.image_stage)
+    return _full_stage(
+        cfg, "image", model, _data(world, "image", cfg), fields, out, "the image model on single frames", log
+    )
+
+
+def _full_stage(
+    cfg: StudyConfig, name: str, model: dict, data: dict, fields: dict, out: Path, what: str, log: Log
+) -> Path:
+    """Train `model` (every weight, recipe `fields`) on `data` into `out`: the stages before the cells."""
+    from videollm.train.trainer import train
+
     tree = {
-        "name": "study_image_stage",
+        "name": f"study_{name}_stage",
         "stage": "finetune",
         "model": model,
         "strategy": "full",
-        "data": _data(world, "image", cfg),
+        "data": data,
         "frames": {"sampler": "uniform", "num_frames": cfg.frames},
         "save_steps": 10**9,
         "log_steps": 25,
-        **copy.deepcopy(cfg.image_stage),
+        **fields,
         "output_dir": str(out),
         "resume": True,
         "seed": cfg.seed,
     }
-    log(f"image stage: training the image model on single frames → {out}")
+    log(f"{name} stage: training {what} → {out}")
     start = time.perf_counter()
-    result = train(_recipe(tree, f"{cfg.source}: image_stage"))
+    result = train(_recipe(tree, f"{cfg.source}: {name}_stage"))
     log(
-        f"image stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
+        f"{name} stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
     )
     return out
 
 
 def text_stage(cfg: StudyConfig, init: Path, out: Path, world: Path, log: Log) -> Path:
     """The image-init model after its LM learned the world's questions from text (`study_text`)."""
-    from videollm.train.trainer import RUN_FILE, train
+    from videollm.train.trainer import RUN_FILE
 
     if (out / RUN_FILE).is_file():
         return out
     fields = copy.deepcopy(cfg.text_stage)
     fields.pop("copies", None)
     fields.pop("replay", None)
-    train_dir = world / "train"
     data = text_data(cfg, world)
-    samples = json.loads(data.read_text(encoding="utf-8"))
-    tree = {
-        "name": "study_text_stage",
-        "stage": "finetune",
-        "model": {"base": str(init)},
-        "strategy": "full",
-        "data": {"files": [{"path": str(data), "media_root": str(train_dir)}], "num_workers": 0},
-        "save_steps": 10**9,
-        "log_steps": 50,
-        **fields,
-        "output_dir": str(out),
-        "resume": True,
-        "seed": cfg.seed,
-    }
-    log(f"text stage: the tiny LM learns the world's questions from {len(samples)} text samples → {out}")
-    start = time.perf_counter()
-    result = train(_recipe(tree, f"{cfg.source}: text_stage"))
-    log(
-        f"text stage: {result.global_step} steps, loss {result.train_loss:.3f}, {time.perf_counter() - start:.0f} s"
-    )
-    return out
+    samples = len(json.loads(data.read_text(encoding="utf-8")))
+    files = {"files": [{"path": str(data), "media_root": str(world / "train")}], "num_workers": 0}
+    what = f"the tiny LM on the world's questions, from {samples} text samples"
+    return _full_stage(cfg, "text", {"base": str(init)}, files, fields, out, what, log)
 
 
 def carry_to_video(image_model: Path, connector: dict, out: Path) -> Path:
