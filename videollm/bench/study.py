@@ -91,9 +91,8 @@ class StudyConfig:
     tower: str | None = None  # pretrained vision tower: "starter" or a state-dict file; None: model's own
     image_frame_stride: int | None = None  # image-stage frames: the middle one and every k-th around it
     image_align: dict | None = None  # {steps, lr}: fit the projector onto word embeddings first (study_align)
-    video_turns: dict | None = (
-        None  # {max_turns, captions}: pack each clip's questions (study_turns); None: as rendered
-    )
+    # {max_turns, captions}: pack each clip's questions into conversations (study_turns); None: as rendered
+    video_turns: dict | None = None
     text_stage: dict | None = None  # recipe fields (+ copies) of the LM's text stage before the image stage
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
@@ -452,7 +451,7 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     return root
 
 
-def _data(world: Path, modality: str, cfg: StudyConfig | None = None, strategy: str = "full") -> dict:
+def _data(world: Path, modality: str, cfg: StudyConfig, strategy: str = "full") -> dict:
     """The stage's data: its modality's samples, plus, with `text_stage.replay`, the text stage's
     samples as that share of the mixture (the MC letter pointer learned from text is kept, not
     overwritten: without it the video stage collapsed every MC reply to "(A)"). Not for a strategy
@@ -461,9 +460,7 @@ def _data(world: Path, modality: str, cfg: StudyConfig | None = None, strategy: 
 
     train = world / "train"
     files = [{"path": str(train / f"study_{modality}.json"), "media_root": str(train)}]
-    replay = float((cfg.text_stage or {}).get("replay", 0.0)) if cfg is not None else 0.0
-    if strategy in VISUAL_PATH_STRATEGIES:
-        replay = 0.0
+    replay = 0.0 if strategy in VISUAL_PATH_STRATEGIES else float((cfg.text_stage or {}).get("replay", 0.0))
     if replay > 0:
         text = text_data(cfg, world)
         n_text = len(json.loads(text.read_text(encoding="utf-8")))

@@ -48,7 +48,7 @@ def pack_turns(
             for k, qid in enumerate(qids):
                 forms = asked[qid]
                 form = FORMS[(k + round_) % len(FORMS)]
-                chosen.append(forms.get(form) or next(iter(forms.values())))
+                chosen.append(forms[form])
             order = rng.permutation(len(chosen))
             for start in range(0, len(order), max_turns):
                 part = [chosen[i] for i in order[start : start + max_turns]]
@@ -57,8 +57,6 @@ def pack_turns(
                     human, reply = record["conversations"][:2]
                     prompt = human["value"] if i == 0 else human["value"].replace("<video>\n", "", 1)
                     turns += [{"from": "human", "value": prompt}, dict(reply)]
-                if not turns[0]["value"].startswith("<video>"):
-                    turns[0]["value"] = "<video>\n" + turns[0]["value"]
                 out.append(
                     {
                         "id": f"{part[0]['id']}_r{round_}_{start // max_turns}",
