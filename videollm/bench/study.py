@@ -54,6 +54,8 @@ from typing import Any
 
 import yaml
 
+from videollm.bench.study_mc import MC_REPLIES, reorder_mc
+
 DEFAULT_CONFIG = Path("train/recipes/study.yaml")
 DEFAULT_OUT = Path("runs/study")
 DEFAULT_RESULTS = Path("benchmarks/results")
@@ -94,6 +96,9 @@ class StudyConfig:
     # {max_turns, captions}: pack each clip's questions into conversations (study_turns); None: as rendered
     video_turns: dict | None = None
     text_stage: dict | None = None  # recipe fields (+ copies) of the LM's text stage before the image stage
+    mc_reply: str = (
+        "letter_first"  # multiple-choice replies in every stage's data: "(B) up" or "up (B)" (study_mc)
+    )
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
     eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
@@ -154,6 +159,8 @@ def check_study(cfg: StudyConfig) -> None:
     problems = []
     if cfg.frames < 1:
         problems.append(f"frames must be >= 1, got {cfg.frames}")
+    if cfg.mc_reply not in MC_REPLIES:
+        problems.append(f"mc_reply must be one of {', '.join(MC_REPLIES)}, got {cfg.mc_reply!r}")
     for family, variants in cfg.connectors.items():
         if not isinstance(variants, dict) or not variants:
             problems.append(f"connectors.{family}: give variants, e.g. hi: {{connector: {{type: {family}}}}}")
@@ -412,6 +419,8 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
     settings = {"world": cfg.world, "image_frame_stride": cfg.image_frame_stride}
     if cfg.video_turns is not None:
         settings["video_turns"] = cfg.video_turns
+    if cfg.mc_reply != "letter_first":  # keys of older settings stay as they were
+        settings["mc_reply"] = cfg.mc_reply
     key = _fingerprint(settings)
     stamp = root / "study_world.json"
     if not (stamp.is_file() and json.loads(stamp.read_text()).get("key") == key):
@@ -422,12 +431,14 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
         train = root / "train"
         for modality in ("image", "video"):
             records = [
-                r for name in ("instruct.json", "align.json") for r in _split_records(train / name, modality)
+                r
+                for name in ("instruct.json", "align.json")
+                for r in reorder_mc(_split_records(train / name, modality), cfg.mc_reply)
             ]
             if modality == "video" and cfg.video_turns is not None:
                 from videollm.bench.study_turns import pack_turns
 
-                questions = _split_records(train / "instruct.json", "video")
+                questions = reorder_mc(_split_records(train / "instruct.json", "video"), cfg.mc_reply)
                 captions = _split_records(train / "align.json", "video")
                 records = pack_turns(
                     questions,
@@ -441,7 +452,7 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
                     f"{cfg.video_turns['max_turns']} to a conversation, {cfg.video_turns['captions']} captions a clip)"
                 )
             if modality == "image":
-                records += extra_image_samples(root, cfg)
+                records += reorder_mc(extra_image_samples(root, cfg), cfg.mc_reply)
                 log(
                     f"image stage data: {len(records)} samples of frames "
                     f"{image_frames(int(cfg.world.get('frames', 16)), cfg.image_frame_stride)} of each training clip"
@@ -481,9 +492,10 @@ def text_data(cfg: StudyConfig, world: Path) -> Path:
     from videollm.bench.study_text import text_samples
 
     copies = (cfg.text_stage or {}).get("copies", TEXT_COPIES)
-    path = world / "train" / f"study_text_{copies}_seed{cfg.seed}.json"
+    order = "" if cfg.mc_reply == "letter_first" else f"_{cfg.mc_reply}"
+    path = world / "train" / f"study_text_{copies}_seed{cfg.seed}{order}.json"
     if not path.is_file():
-        samples = text_samples(world / "train", copies=copies, seed=cfg.seed)
+        samples = text_samples(world / "train", copies=copies, seed=cfg.seed, mc_order=cfg.mc_reply)
         path.write_text(json.dumps(samples), encoding="utf-8")
     return path
 
@@ -640,6 +652,8 @@ def image_stage(cfg: StudyConfig, work: Path, world: Path, log: Log) -> Path:
     settings["images"] = "one-frame videos"  # the image stage's input path (`data.images_as_video`)
     if cfg.text_stage is not None:
         settings["text_stage"] = cfg.text_stage
+    if cfg.mc_reply != "letter_first":
+        settings["mc_reply"] = cfg.mc_reply
     key = _fingerprint(settings)
     out = work / "image_stage" / key
     if (out / RUN_FILE).is_file():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videollm.bench.study_mc import mc_reply
 from videollm.data.formats import SHORT_ANSWER_PROMPT, mc_prompt
 
 QUESTION_FILES = ("qa.jsonl", "image_qa.jsonl")  # a world split's video and image questions
@@ -38,10 +39,11 @@ def _sample(sample_id: str, prompt: str, reply: str, record: dict) -> dict:
     }
 
 
-def text_samples(split: Path, copies: int = 4, seed: int = 0) -> list[dict]:
+def text_samples(split: Path, copies: int = 4, seed: int = 0, mc_order: str = "letter_first") -> list[dict]:
     """Text-only LLaVA records of every question of the world split `split`: the answer sentence
     as context, then the question in its short-answer form once and in its multiple-choice form
-    `copies` times, each copy with the options in a new order (so the letter must be looked up)."""
+    `copies` times, each copy with the options in a new order (so the letter must be looked up), the
+    reply in `mc_order` (`study_mc`)."""
     if copies < 1:
         raise ValueError(f"copies must be ≥ 1, got {copies}")
     rng = np.random.default_rng(seed)
@@ -72,7 +74,7 @@ def text_samples(split: Path, copies: int = 4, seed: int = 0) -> list[dict]:
                     _sample(
                         f"{record['id']}_text_mc{k}",
                         f"{context}\n{mc_prompt(question, options)}",
-                        f"({letter}) {record['answer']}",
+                        mc_reply(letter, record["answer"], mc_order),
                         record,
                     )
                 )
