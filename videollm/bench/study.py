@@ -96,9 +96,8 @@ class StudyConfig:
     # {max_turns, captions}: pack each clip's questions into conversations (study_turns); None: as rendered
     video_turns: dict | None = None
     text_stage: dict | None = None  # recipe fields (+ copies) of the LM's text stage before the image stage
-    mc_reply: str = (
-        "letter_first"  # multiple-choice replies in every stage's data: "(B) up" or "up (B)" (study_mc)
-    )
+    # multiple-choice replies in every stage's data: "(B) up" (letter_first) or "up (B)" (answer_first; study_mc)
+    mc_reply: str = "letter_first"
     image_stage: dict = field(default_factory=dict)  # recipe fields
     video_stage: dict = field(default_factory=dict)  # recipe fields
     eval: dict = field(default_factory=dict)  # tasks, limit, batch_size
