@@ -119,3 +119,18 @@ def test_full_synthetic_suite_in_process(checkpoint, world, tmp_path):
     cap = results["videollm"]["details"]["synthetic_caption"]
     assert {"Bleu_4", "METEOR", "ROUGE_L", "CIDEr"} <= set(cap) and "SPICE" in cap["not_computed"]
     assert (out / "report.md").read_text().count("SPICE") >= 1
+
+
+def test_no_model_evaluates_the_offline_default(checkpoint, world, tmp_path, monkeypatch, capsys):
+    """`videollm eval` without --model or --endpoint scores the offline default, as serve and chat use
+    it: $VIDEOLLM_MODEL when set (here the tiny checkpoint), else the starter (tests/test_starter_model.py)."""
+    monkeypatch.setenv("VIDEOLLM_MODEL", str(checkpoint))
+    out = tmp_path / "out"
+    argv = ["--tasks", "synthetic_qa", "--data-root", str(world), "--limit", "2", "--frames", "4"]
+    assert main([*argv, "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["model"] == str(checkpoint)
+    assert results["videollm"]["details"]["synthetic_qa"]["n"] == 2
+    monkeypatch.chdir(tmp_path)  # the default output folder is named after the model
+    assert main([*argv, "--no-progress"]) == 0
+    assert (tmp_path / "eval_results" / checkpoint.name / "results.json").is_file()

@@ -104,6 +104,16 @@ def test_a_checkpoint_folder_counts_what_the_real_model_holds(tmp_path):
     assert "resampler" in report and "over the context" in report  # 100 tokens > 64 positions
 
 
+def test_no_source_describes_the_offline_default(tmp_path, monkeypatch):
+    """`videollm model info` with no PATH describes the model serve/chat/eval default to ($VIDEOLLM_MODEL, else
+    the starter: tests/test_starter_model.py)."""
+    config = _tiny_videollm_config(connector={"type": "spatial_pool", "stride": 2})
+    config.save_pretrained(tmp_path)
+    monkeypatch.setenv("VIDEOLLM_MODEL", str(tmp_path))
+    assert cli_output(["info", "--frames", "4"]) == cli_output(["info", str(tmp_path), "--frames", "4"])
+    assert "spatial_pool" in cli_output(["info", "--frames", "4"])
+
+
 def test_an_image_llava_folder_reads_as_its_default_video_model(tmp_path):
     from transformers import LlavaConfig
 

@@ -101,3 +101,19 @@ def test_default_model_is_the_starter(starter, monkeypatch):
 
     path, _ = starter
     assert videollm.starter.default_model() == str(path)
+
+
+def test_eval_without_model_scores_the_starter(starter, monkeypatch, tmp_path):
+    """The offline default: `videollm eval` with neither --model nor --endpoint evaluates the starter."""
+    from videollm.data.synthetic import render_world
+    from videollm.eval.cli import main
+
+    path, _ = starter
+    monkeypatch.delenv("VIDEOLLM_MODEL", raising=False)
+    world = render_world(tmp_path / "world", num_videos=0, num_test_videos=1, seed=FRESH_SEED)
+    out = tmp_path / "out"
+    argv = ["--tasks", "synthetic_qa", "--data-root", str(world.splits["test"].dir), "--limit", "3"]
+    assert main([*argv, "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["model"] == str(path)
+    assert results["videollm"]["details"]["synthetic_qa"]["n"] == 3

@@ -65,7 +65,9 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated task or suite names, or task YAML paths")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
-        "--model", help="checkpoint folder or hub id, evaluated in-process (transformers engine)"
+        "--model",
+        help="checkpoint folder or hub id, evaluated in-process (transformers engine); default: "
+        "$VIDEOLLM_MODEL, else the starter model (offline)",
     )
     src.add_argument("--endpoint", help="OpenAI-compatible base URL(s), comma-separated: used round-robin")
     p.add_argument("--served-model", help="model name on the endpoint (required with --endpoint)")
@@ -171,24 +173,21 @@ def main_run(argv: Sequence[str]) -> int:
             video_transport=args.video_transport,
         )
         model_id = f"endpoint:{args.served_model}"
-    elif args.model:
+    else:  # in-process; no --model: the offline default ($VIDEOLLM_MODEL, else the starter), as serve/chat use
+        from videollm.inference import default_model
         from videollm.inference.engine import TransformersEngine, model_fingerprint
 
-        engine = TransformersEngine.from_pretrained(
-            args.model, batch_size=args.batch_size, backend=args.backend
-        )
-        model_id = model_fingerprint(args.model).get("sha256") or str(args.model)
-    else:
-        raise TaskError(
-            "give --model PATH (a checkpoint, evaluated in-process) or --endpoint URL --served-model NAME"
-        )
-    output = Path(args.output or Path("eval_results") / sanitize(args.served_model or args.model))
+        model = args.model or default_model()
+        engine = TransformersEngine.from_pretrained(model, batch_size=args.batch_size, backend=args.backend)
+        model_id = model_fingerprint(model).get("sha256") or str(model)
+    name = args.served_model if args.endpoint else (args.model or Path(model).name)
+    output = Path(args.output or Path("eval_results") / sanitize(name))
     cfg = RunConfig(
         tasks=specs,
         data_root=args.data_root,
         output=output,
         model_id=model_id,
-        model_name=args.served_model if args.endpoint else str(args.model),
+        model_name=args.served_model if args.endpoint else str(model),
         limit=args.limit,
         frames=(args.frames or 8) if args.fps is None else None,
         fps=args.fps,

@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument(
         "source",
         metavar="PATH_OR_CONFIG",
+        nargs="?",
         help=f"a videollm or LLaVA-family checkpoint folder, a config.json, a hub id, or a preset: "
-        f"{', '.join(presets())}",
+        f"{', '.join(presets())} (default: $VIDEOLLM_MODEL, else the starter model)",
     )
     info.add_argument(
         "--frames", type=int, nargs="+", default=[8, 16, 32], help="frame counts (default: 8 16 32)"
@@ -83,10 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.subcommand == "build":
         return _build(args)
+    from videollm.inference import default_model
     from videollm.model.info import format_info, model_info
 
     try:
-        info = model_info(args.source, frames=args.frames, train=args.train)
+        info = model_info(args.source or default_model(), frames=args.frames, train=args.train)
     except ValueError as e:
         print(f"videollm model info: {e}", file=sys.stderr)
         return 2
