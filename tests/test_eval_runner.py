@@ -287,9 +287,12 @@ def test_rescore_predictions_from_other_tools_with_a_judge(servers, tmp_path):
 
 
 def test_cli_errors_name_the_fix(tmp_path, capsys):
-    assert main(["--tasks", "synthetic_qa"]) == 2
-    assert "--model PATH" in capsys.readouterr().err
-    assert main(["--tasks", "synthetic_qa", "--endpoint", "http://127.0.0.1:1/v1"]) == 2
+    assert main(["--tasks", "synthetic_qa"]) == 2  # no model given is fine (the starter); no data is not
+    assert "synthetic_qa: no --data-root given" in capsys.readouterr().err
+    assert (
+        main(["--tasks", "synthetic_qa", "--data-root", str(tmp_path), "--endpoint", "http://127.0.0.1:1/v1"])
+        == 2
+    )
     assert "--served-model" in capsys.readouterr().err
     assert main(["--tasks", "bogus", "--endpoint", "http://x/v1", "--served-model", "m"]) == 2
     assert "unknown task 'bogus'" in capsys.readouterr().err

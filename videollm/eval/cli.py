@@ -161,6 +161,14 @@ def main_run(argv: Sequence[str]) -> int:
     if args.max_frames is not None and args.fps is None:
         raise TaskError("--max-frames caps --fps sampling; with uniform sampling use --frames N")
     specs = resolve_tasks(args.tasks)
+    annotations = _annotation_overrides(args.annotations)
+    if args.data_root is None:  # before a model loads: the data is what is missing
+        missing = [s.task for s in specs if s.task not in annotations]
+        if missing:
+            raise TaskError(
+                f"{', '.join(missing)}: no --data-root given (the folder holding the benchmark; "
+                "`videollm data synth --out DIR` writes the synthetic sets)"
+            )
     if args.endpoint:
         if not args.served_model:
             raise TaskError("--endpoint needs --served-model NAME (the model name the server serves)")
@@ -197,7 +205,7 @@ def main_run(argv: Sequence[str]) -> int:
         resume=args.resume,
         seed=args.seed,
         judge=_judge(args, output),
-        annotations=_annotation_overrides(args.annotations),
+        annotations=annotations,
         progress=not args.no_progress,
     )
     results = run(engine, cfg, argv=["videollm", "eval", *argv])
