@@ -17,14 +17,9 @@ from __future__ import annotations
 import copy
 import string
 
-MC_REPLIES = ("letter_first", "answer_first")
+from videollm.data.formats import MC_REPLIES, mc_reply
 
-
-def mc_reply(letter: str, answer: str, order: str = "letter_first") -> str:
-    """The assistant's reply naming option `letter` whose text is `answer`, in the study's `order`."""
-    if order not in MC_REPLIES:
-        raise ValueError(f"mc_reply must be one of {', '.join(MC_REPLIES)}, got {order!r}")
-    return f"{answer} ({letter})" if order == "answer_first" else f"({letter}) {answer}"
+__all__ = ["MC_REPLIES", "mc_reply", "reorder_mc"]
 
 
 def reorder_mc(records: list[dict], order: str) -> list[dict]:

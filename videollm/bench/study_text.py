@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videollm.bench.study_mc import mc_reply
-from videollm.data.formats import SHORT_ANSWER_PROMPT, mc_prompt
+from videollm.data.formats import SHORT_ANSWER_PROMPT, mc_prompt, mc_reply
 
 QUESTION_FILES = ("qa.jsonl", "image_qa.jsonl")  # a world split's video and image questions
 

@@ -93,9 +93,21 @@ def mc_prompt(question: str, candidates: Sequence[str]) -> str:
     return f"Question:{question}\nOption:\n{options}Only give the best option."
 
 
-def mc_answer(qa: QA) -> str:
-    """The assistant's multiple-choice reply: the option letter in parentheses and its text."""
-    return f"({string.ascii_uppercase[qa.answer_index]}) {qa.answer}"
+MC_REPLIES = ("letter_first", "answer_first")  # "(B) up" (as the world's data writes it) or "up (B)"
+
+
+def mc_reply(letter: str, answer: str, order: str = "letter_first") -> str:
+    """A multiple-choice reply naming option `letter` whose text is `answer`. Letter first is how MVBench-style
+    data answers; answer first, a small LM copies the letter in front of the option it just wrote instead of
+    finding the option before writing it (`videollm.bench.study_mc`). MVBench's extraction reads either."""
+    if order not in MC_REPLIES:
+        raise ValueError(f"mc_reply must be one of {', '.join(MC_REPLIES)}, got {order!r}")
+    return f"{answer} ({letter})" if order == "answer_first" else f"({letter}) {answer}"
+
+
+def mc_answer(qa: QA, order: str = "letter_first") -> str:
+    """The assistant's multiple-choice reply: the option letter in parentheses and its text, in `order`."""
+    return mc_reply(string.ascii_uppercase[qa.answer_index], qa.answer, order)
 
 
 def _write_json(path: Path, obj: Any) -> None:

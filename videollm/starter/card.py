@@ -437,7 +437,9 @@ def _data_section(recipe: dict[str, Any]) -> list[str]:
         for k, v in inspect.signature(f).parameters.items()
     }
     forms = "/".join(f"{x:g}" for x in defaults["form_weights"])
-    turns = next((s.get("max_turns") for s in recipe.get("stages", []) if s.get("name") == "finetune"), None)
+    finetune = next((s for s in recipe.get("stages", []) if s.get("name") == "finetune"), {})
+    turns = finetune.get("max_turns")
+    mc_order = "; MC replies answer first: `up (B)`" if finetune.get("mc_reply") == "answer_first" else ""
     return [
         "## Data",
         "",
@@ -456,7 +458,7 @@ def _data_section(recipe: dict[str, Any]) -> list[str]:
         f"{seed + 1000 if isinstance(seed, int) else DASH}, split `test`.",
         f"- **conversations** (stage `finetune`, `conversations.clip_conversation`): 1–{turns if turns else DASH} "
         f"questions per clip in the `open` (sentence), `short` (synthetic_qa) and `mc` (synthetic_mc) forms "
-        f"(weights {forms}), a caption with probability {defaults['p_caption']:g}; and text-only replay "
+        f"(weights {forms}{mc_order}), a caption with probability {defaults['p_caption']:g}; and text-only replay "
         f"(`conversations.REPLAY_PROMPTS`, {len(REPLAY_PROMPTS)} prompts, disjoint from the chat check's) answered "
         "by the LM itself before finetuning, as LLaVA mixes text-only data into its instruction tuning.",
         f"- **held out** (status, learning curve): {recipe.get('eval_clips')} clips of world seed {w.get('eval_seed')}, "

@@ -58,14 +58,14 @@ def whole_sentences(reply: str) -> str:
     return reply[: end + 1] if end > 0 else reply
 
 
-def turn(qa: QA, form: str) -> tuple[str, str]:
-    """(prompt, reply) of one question in one form."""
+def turn(qa: QA, form: str, mc_order: str = "letter_first") -> tuple[str, str]:
+    """(prompt, reply) of one question in one form (a multiple-choice reply in `mc_order`: formats.mc_reply)."""
     if form == "open":
         return qa.question, qa.sentence
     if form == "short":
         return f"{qa.question}\n{SHORT_ANSWER_PROMPT}", qa.answer
     if form == "mc":
-        return mc_prompt(qa.question, qa.candidates), mc_answer(qa)
+        return mc_prompt(qa.question, qa.candidates), mc_answer(qa, mc_order)
     raise ValueError(f"unknown form {form!r}: use one of {FORMS}")
 
 
@@ -87,6 +87,7 @@ def clip_conversation(
     max_turns: int = 4,
     form_weights: tuple[float, ...] = (0.4, 0.45, 0.15),
     p_caption: float = 0.2,
+    mc_order: str = "letter_first",
 ) -> list[dict]:
     """A multi-turn conversation about one clip: some of its questions in random forms, maybe a caption.
 
@@ -96,7 +97,7 @@ def clip_conversation(
     order = rng.permutation(len(item.questions))[: int(rng.integers(1, max_turns + 1))]
     for i in order:
         form = FORMS[int(rng.choice(len(FORMS), p=np.asarray(form_weights) / sum(form_weights)))]
-        turns.append(turn(item.questions[int(i)], form))
+        turns.append(turn(item.questions[int(i)], form, mc_order))
     if not turns or rng.random() < p_caption:
         prompt = VIDEO_CAPTION_PROMPTS[int(rng.integers(len(VIDEO_CAPTION_PROMPTS)))]
         caption = item.captions[int(rng.integers(len(item.captions)))]

@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from videollm.data.collate import Collator, encode
+from videollm.data.formats import MC_REPLIES
 from videollm.data.llava import Sample
 from videollm.eval.textmatch import exact_match
 from videollm.starter.clips import Clip, codec_noise, make_clip
@@ -69,6 +70,9 @@ class StageSpec:
     lora_targets: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
     max_turns: int = 4
     p_text: float = 0.0  # finetune: share of samples that replay the LM's own text-only replies
+    mc_reply: str = (
+        "letter_first"  # finetune: multiple-choice replies "(B) up" or "up (B)" (formats.mc_reply)
+    )
     clips: int = 256  # align: clips whose tokens the projector is fitted on
     warmup: float = 0.05
     eval_every: int = 0  # 0: only at the end of the stage
@@ -109,6 +113,11 @@ def load_starter_recipe(path: str | Path, overrides: list[str] | tuple[str, ...]
         raise RecipeError(
             f"{path}: stages must be some of {', '.join(ORDER)}, once each and in that order; got {names}"
         )
+    for s in recipe.stages:
+        if s.mc_reply not in MC_REPLIES:
+            raise RecipeError(
+                f"{path}: stages.{s.name}.mc_reply must be one of {', '.join(MC_REPLIES)}, got {s.mc_reply!r}"
+            )
     return recipe
 
 
@@ -283,7 +292,7 @@ def train_llava_stage(
                 )
                 continue
             clip = next(stream)
-            conv = clip_conversation(clip.item, rng, max_turns=stage.max_turns)
+            conv = clip_conversation(clip.item, rng, max_turns=stage.max_turns, mc_order=stage.mc_reply)
             video = as_video(clip, codec_noise(clip.frames, rng))
             sample = Sample(
                 id=clip.item.video_id,
