@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from videollm.bench.study import StudyError, load_study, prepare_world
-from videollm.bench.study_mc import mc_reply, reorder_mc
+from videollm.bench.study_mc import reorder_mc
 from videollm.bench.study_text import text_samples
+from videollm.data.formats import mc_reply
 from videollm.data.synthetic import render_world
 from videollm.eval.choices import extract_choice
 

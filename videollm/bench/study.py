@@ -54,7 +54,8 @@ from typing import Any
 
 import yaml
 
-from videollm.bench.study_mc import MC_REPLIES, reorder_mc
+from videollm.bench.study_mc import reorder_mc
+from videollm.data.formats import MC_REPLIES
 
 DEFAULT_CONFIG = Path("train/recipes/study.yaml")
 DEFAULT_OUT = Path("runs/study")
@@ -429,16 +430,12 @@ def prepare_world(cfg: StudyConfig, work: Path, log: Log) -> Path:
         render_world(root, log=log, **cfg.world)
         train = root / "train"
         for modality in ("image", "video"):
-            records = [
-                r
-                for name in ("instruct.json", "align.json")
-                for r in reorder_mc(_split_records(train / name, modality), cfg.mc_reply)
-            ]
+            questions = reorder_mc(_split_records(train / "instruct.json", modality), cfg.mc_reply)
+            captions = _split_records(train / "align.json", modality)
+            records = questions + captions
             if modality == "video" and cfg.video_turns is not None:
                 from videollm.bench.study_turns import pack_turns
 
-                questions = reorder_mc(_split_records(train / "instruct.json", "video"), cfg.mc_reply)
-                captions = _split_records(train / "align.json", "video")
                 records = pack_turns(
                     questions,
                     captions,

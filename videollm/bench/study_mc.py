@@ -17,9 +17,7 @@ from __future__ import annotations
 import copy
 import string
 
-from videollm.data.formats import MC_REPLIES, mc_reply
-
-__all__ = ["MC_REPLIES", "mc_reply", "reorder_mc"]
+from videollm.data.formats import mc_reply
 
 
 def reorder_mc(records: list[dict], order: str) -> list[dict]:
